@@ -1,0 +1,32 @@
+"""The one TensorFlow and the one Keras that every module of the package uses.
+
+`from tfprune_mia.backend import tf, keras` instead of importing them directly: it guarantees that
+TF_USE_LEGACY_KERAS=1 is set before TensorFlow is imported, so tfmot, TF Privacy and keras-tuner all see the
+same `tf_keras` classes as our models.
+"""
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+if os.environ["TF_USE_LEGACY_KERAS"] != "1":
+    raise ImportError(
+        "TF_USE_LEGACY_KERAS is set to something other than 1; unset it or set it to 1 so tfmot, "
+        "TF Privacy and keras-tuner share one Keras with tfprune_mia")
+
+import tensorflow as tf  # noqa: E402
+import tf_keras as keras  # noqa: E402
+
+# Sensitivity features are finite differences at eps=1e-3: TF32 would swamp them (spec §5.1).
+tf.config.experimental.enable_tensor_float_32_execution(False)
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python, NumPy and TensorFlow so that the same seed reproduces the same numbers on CPU."""
+    keras.utils.set_random_seed(int(seed) % (2**31))
+
+
+def enable_determinism() -> None:
+    """Make TF ops deterministic; called once by binaries (it is process-wide and cannot be undone)."""
+    try:
+        tf.config.experimental.enable_op_determinism()
+    except (AttributeError, RuntimeError):  # pragma: no cover - older TF
+        pass

@@ -1,0 +1,88 @@
+"""Atomic, safe file I/O for run directories: a killed run never leaves a half-written file."""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from tfprune_mia.errors import CheckpointError
+
+
+@contextlib.contextmanager
+def atomic_path(path: os.PathLike, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix, dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_json(path: os.PathLike, obj: Any) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def read_json(path: os.PathLike) -> Any:
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} is missing; re-run the stage that writes it") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{path} is corrupt ({err}); delete it and re-run") from None
+
+
+def write_npz(path: os.PathLike, **arrays: np.ndarray) -> None:
+    with atomic_path(path, suffix=".npz") as tmp:
+        np.savez(tmp, **arrays)
+
+
+def read_npz(path: os.PathLike) -> dict:
+    """Load arrays without pickle: a cached file is data, never code."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {key: data[key] for key in data.files}
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} is missing; re-run the stage that writes it") from None
+    except (ValueError, OSError, EOFError) as err:
+        raise CheckpointError(f"{path} is corrupt ({err}); delete it and re-run") from None
+
+
+def sha256_file(path: os.PathLike, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def stable_hash(obj: Any, length: int = 10) -> str:
+    """A short hash of a JSON-serialisable object, stable across processes and machines."""
+    text = json.dumps(obj, sort_keys=True, default=_json_default)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"cannot serialise {type(obj).__name__} to JSON")
