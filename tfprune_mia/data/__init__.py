@@ -35,4 +35,4 @@ def load_dataset(name: str, data_dir: Optional[str] = None, download: bool = Tru
 
 
 # Loader modules register themselves on import.
-from tfprune_mia.data import digits  # noqa: E402,F401
+from tfprune_mia.data import cifar, chmnist, digits, fashion_mnist, svhn, tabular  # noqa: E402,F401
