@@ -34,4 +34,4 @@ def build_model(name: str, input_shape: Tuple[int, ...], num_classes: int) -> ke
 
 
 # Architecture modules register themselves on import.
-from tfprune_mia.models import cnn, fc  # noqa: E402,F401
+from tfprune_mia.models import cnn, densenet, fc, lenet, mobilenet, resnet, vgg  # noqa: E402,F401
