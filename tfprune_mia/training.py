@@ -1,0 +1,244 @@
+"""Classifier training as in spec §3.2: Adam 1e-3 (eps 1e-8), coupled L2 5e-4 on every trainable variable,
+batch 128, early stopping on strict dev-accuracy improvement with the best weights restored, resumable
+epoch checkpoints, TensorBoard logs, and hooks for extra loss terms and held masks.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+from typing import Callable, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from tfprune_mia.backend import keras, tf
+from tfprune_mia.errors import CheckpointError, ConfigError, TrainingError
+from tfprune_mia.io import atomic_path, write_json
+
+# A loss term gets (inputs, labels, logits) of a training batch and returns a scalar added to the loss.
+LossTerm = Callable[[tf.Tensor, tf.Tensor, tf.Tensor], tf.Tensor]
+# (variable, mask) pairs: after every optimiser step variable <- variable * mask, so pruned weights stay 0.
+MaskPairs = Sequence[Tuple[tf.Variable, tf.Variable]]
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 30
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    weight_decay: float = 5e-4
+    # Stop after this many consecutive epochs without strict dev-accuracy improvement (paper: counter > 5).
+    patience: int = 6
+
+    def __post_init__(self):
+        if self.epochs < 1:
+            raise ConfigError(f"epochs={self.epochs}: must be at least 1")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size={self.batch_size}: must be at least 1")
+        if not self.learning_rate > 0:
+            raise ConfigError(f"learning_rate={self.learning_rate}: must be positive")
+        if self.weight_decay < 0:
+            raise ConfigError(f"weight_decay={self.weight_decay}: must be >= 0")
+        if self.patience < 1:
+            raise ConfigError(f"patience={self.patience}: must be at least 1")
+
+
+class TrainingModel(keras.Model):
+    """Wraps a classifier `net` with the paper's training step; `net` itself stays a plain functional model.
+
+    Coupled weight decay (g += wd * w on every variable, BN and biases included) is what PyTorch's Adam
+    `weight_decay` does; Keras' own `weight_decay=` is decoupled (AdamW-like) and would differ.
+    """
+
+    def __init__(self, net: keras.Model, weight_decay: float = 0.0, loss: Optional[keras.losses.Loss] = None,
+                 loss_terms: Sequence[LossTerm] = (), mask_pairs: MaskPairs = ()):
+        super().__init__(name=f"train_{net.name}")
+        self.net = net
+        self.weight_decay = float(weight_decay)
+        self.classification_loss = loss or keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        self.loss_terms = list(loss_terms)
+        self.mask_pairs = list(mask_pairs)
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.accuracy_tracker = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+
+    def call(self, inputs, training=False):
+        return self.net(inputs, training=training)
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker, self.accuracy_tracker]
+
+    def compute_training_loss(self, x, y, logits):
+        loss = self.classification_loss(y, logits)
+        for term in self.loss_terms:
+            loss = loss + term(x, y, logits)
+        if self.net.losses:
+            loss = loss + tf.add_n(self.net.losses)
+        return loss
+
+    def train_step(self, data):
+        x, y = data
+        variables = self.net.trainable_variables
+        with tf.GradientTape() as tape:
+            logits = self.net(x, training=True)
+            loss = self.compute_training_loss(x, y, logits)
+        gradients = tape.gradient(loss, variables)
+        if self.weight_decay:
+            gradients = [g + self.weight_decay * v if g is not None else g for g, v in zip(gradients, variables)]
+        self.optimizer.apply_gradients(zip(gradients, variables))
+        self.apply_masks()
+        self.loss_tracker.update_state(loss)
+        self.accuracy_tracker.update_state(y, logits)
+        return {m.name: m.result() for m in self.metrics}
+
+    def test_step(self, data):
+        x, y = data
+        logits = self.net(x, training=False)
+        self.loss_tracker.update_state(self.classification_loss(y, logits))
+        self.accuracy_tracker.update_state(y, logits)
+        return {m.name: m.result() for m in self.metrics}
+
+    def apply_masks(self):
+        for variable, mask in self.mask_pairs:
+            variable.assign(variable * tf.cast(mask, variable.dtype))
+
+
+def make_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle_seed: Optional[int] = None):
+    data = tf.data.Dataset.from_tensor_slices((x, y))
+    if shuffle_seed is not None:
+        data = data.shuffle(len(y), seed=shuffle_seed, reshuffle_each_iteration=True)
+    return data.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+class EpochCheckpoint(keras.callbacks.Callback):
+    """Early stopping on strict dev-accuracy improvement, best-weights restore and resumable checkpoints.
+
+    Every epoch the training state (weights, optimiser slots, epoch, best, wait) is checkpointed, so a killed
+    run resumes from the last completed epoch; the best weights are kept separately and restored at the end.
+    A non-finite loss stops training and keeps the last good checkpoint.
+    """
+
+    def __init__(self, directory: Path, patience: int, monitor: str = "val_accuracy"):
+        super().__init__()
+        self.directory = Path(directory)
+        self.patience = patience
+        self.monitor = monitor
+        self.best = -math.inf
+        self.best_epoch = -1
+        self.wait = 0
+        self.diverged_at: Optional[Tuple[int, int]] = None
+        self._epoch = 0
+        self._manager: Optional[tf.train.CheckpointManager] = None
+
+    @property
+    def best_path(self) -> Path:
+        return self.directory / "best_weights.h5"
+
+    @property
+    def state_path(self) -> Path:
+        return self.directory / "state.json"
+
+    def _checkpoint_manager(self) -> tf.train.CheckpointManager:
+        if self._manager is None:
+            checkpoint = tf.train.Checkpoint(net=self.model.net, optimizer=self.model.optimizer)
+            self._manager = tf.train.CheckpointManager(checkpoint, str(self.directory / "last"), max_to_keep=1)
+        return self._manager
+
+    def resume(self) -> int:
+        """Restore the last checkpoint if there is one; return the epoch to start from."""
+        if not self.state_path.exists():
+            return 0
+        try:
+            state = json.loads(self.state_path.read_text())
+            self._checkpoint_manager().checkpoint.restore(state["checkpoint"]).expect_partial()
+        except (OSError, ValueError, KeyError, tf.errors.OpError) as err:
+            raise CheckpointError(f"training checkpoint in {self.directory} is corrupt ({err}); "
+                                  "delete that directory to retrain from scratch") from None
+        self.best, self.best_epoch, self.wait = state["best"], state["best_epoch"], state["wait"]
+        return int(state["epoch"]) + 1
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not np.isfinite(loss):
+            self.diverged_at = (self._epoch, batch)
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.diverged_at is not None:
+            return
+        current = (logs or {}).get(self.monitor)
+        if current is None:
+            raise TrainingError(f"no {self.monitor} in the training logs; pass validation data")
+        if current > self.best:
+            self.best, self.best_epoch, self.wait = float(current), epoch, 0
+            with atomic_path(self.best_path) as tmp:
+                self.model.net.save_weights(str(tmp))
+        else:
+            self.wait += 1
+        path = self._checkpoint_manager().save(checkpoint_number=epoch)
+        write_json(self.state_path, {"epoch": epoch, "best": self.best, "best_epoch": self.best_epoch,
+                                     "wait": self.wait, "checkpoint": path})
+        if self.wait >= self.patience:
+            self.model.stop_training = True
+
+    def restore_best(self) -> None:
+        if self.best_path.exists():
+            self.model.net.load_weights(str(self.best_path))
+
+
+@dataclasses.dataclass
+class FitResult:
+    best_epoch: int
+    best_dev_accuracy: float
+    epochs_run: int
+    history: dict
+
+
+def fit_classifier(net: keras.Model, train: Tuple[np.ndarray, np.ndarray], dev: Tuple[np.ndarray, np.ndarray],
+                   config: TrainConfig, work_dir: Path, seed: int,
+                   optimizer: Optional[keras.optimizers.Optimizer] = None,
+                   loss: Optional[keras.losses.Loss] = None, loss_terms: Sequence[LossTerm] = (),
+                   mask_pairs: MaskPairs = (), callbacks: Sequence[keras.callbacks.Callback] = (),
+                   verbose: int = 0) -> FitResult:
+    """Train `net` in place; on return it holds the best-dev-accuracy weights.
+
+    `work_dir` keeps the resumable checkpoint and TensorBoard logs. Raises TrainingError on a non-finite loss
+    (after restoring the last good weights).
+    """
+    work_dir = Path(work_dir)
+    optimizer = optimizer or keras.optimizers.Adam(learning_rate=config.learning_rate, epsilon=1e-8)
+    model = TrainingModel(net, config.weight_decay, loss=loss, loss_terms=loss_terms, mask_pairs=mask_pairs)
+    model.compile(optimizer=optimizer)
+    checkpoint = EpochCheckpoint(work_dir / "checkpoints", config.patience)
+    checkpoint.set_model(model)
+    # Build optimiser slots before a restore so they are matched, not deferred.
+    model.optimizer.build(net.trainable_variables)
+    initial_epoch = checkpoint.resume()
+    history = {}
+    if initial_epoch < config.epochs and checkpoint.wait < config.patience:
+        tensorboard = keras.callbacks.TensorBoard(str(work_dir / "tensorboard"), write_graph=False,
+                                                  profile_batch=0)
+        fit = model.fit(make_dataset(*train, config.batch_size, shuffle_seed=seed),
+                        validation_data=make_dataset(*dev, max(config.batch_size, 512)),
+                        epochs=config.epochs, initial_epoch=initial_epoch, verbose=verbose,
+                        callbacks=[checkpoint, tensorboard, *callbacks])
+        history = {k: [float(v) for v in vals] for k, vals in fit.history.items()}
+    if checkpoint.diverged_at is not None:
+        checkpoint.restore_best()
+        epoch, batch = checkpoint.diverged_at
+        raise TrainingError(f"training loss became NaN/inf at epoch {epoch + 1}, batch {batch + 1}; the last good "
+                            f"checkpoint is kept in {checkpoint.directory}: lower the learning rate or check the data")
+    if checkpoint.best_epoch < 0:
+        raise TrainingError("training finished without a single evaluated epoch; check epochs and the dev split")
+    checkpoint.restore_best()
+    model.apply_masks()
+    return FitResult(checkpoint.best_epoch, checkpoint.best, len(history.get("loss", [])), history)
+
+
+def evaluate_accuracy(net: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int = 1024) -> float:
+    logits = net.predict(x, batch_size=batch_size, verbose=0)
+    return float(np.mean(np.argmax(logits, axis=1) == y))
