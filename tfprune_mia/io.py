@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -60,7 +61,7 @@ def read_npz(path: os.PathLike) -> dict:
             return {key: data[key] for key in data.files}
     except FileNotFoundError:
         raise CheckpointError(f"{path} is missing; re-run the stage that writes it") from None
-    except (ValueError, OSError, EOFError) as err:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
         raise CheckpointError(f"{path} is corrupt ({err}); delete it and re-run") from None
 
 

@@ -127,8 +127,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
         self.best = -math.inf
         self.best_epoch = -1
         self.wait = 0
-        self.diverged_at: Optional[Tuple[int, int]] = None
-        self._epoch = 0
+        self.diverged_at: Optional[int] = None
         self._manager: Optional[tf.train.CheckpointManager] = None
 
     @property
@@ -158,17 +157,13 @@ class EpochCheckpoint(keras.callbacks.Callback):
         self.best, self.best_epoch, self.wait = state["best"], state["best_epoch"], state["wait"]
         return int(state["epoch"]) + 1
 
-    def on_epoch_begin(self, epoch, logs=None):
-        self._epoch = epoch
-
-    def on_train_batch_end(self, batch, logs=None):
+    def on_epoch_end(self, epoch, logs=None):
+        # The epoch's loss is a running mean, so one non-finite batch makes it non-finite: checking here
+        # instead of after every batch avoids a device sync per step (measured ~2x slower on tiny models).
         loss = (logs or {}).get("loss")
         if loss is not None and not np.isfinite(loss):
-            self.diverged_at = (self._epoch, batch)
+            self.diverged_at = epoch
             self.model.stop_training = True
-
-    def on_epoch_end(self, epoch, logs=None):
-        if self.diverged_at is not None:
             return
         current = (logs or {}).get(self.monitor)
         if current is None:
@@ -229,8 +224,7 @@ def fit_classifier(net: keras.Model, train: Tuple[np.ndarray, np.ndarray], dev: 
         history = {k: [float(v) for v in vals] for k, vals in fit.history.items()}
     if checkpoint.diverged_at is not None:
         checkpoint.restore_best()
-        epoch, batch = checkpoint.diverged_at
-        raise TrainingError(f"training loss became NaN/inf at epoch {epoch + 1}, batch {batch + 1}; the last good "
+        raise TrainingError(f"training loss became NaN/inf in epoch {checkpoint.diverged_at + 1}; the last good "
                             f"checkpoint is kept in {checkpoint.directory}: lower the learning rate or check the data")
     if checkpoint.best_epoch < 0:
         raise TrainingError("training finished without a single evaluated epoch; check epochs and the dev split")

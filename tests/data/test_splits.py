@@ -1,5 +1,4 @@
 """Victim/shadow splits (spec §2.2): sizes, disjointness, persistence and reuse."""
-import zipfile
 
 import numpy as np
 import pytest
@@ -119,9 +118,6 @@ def test_garbage_split_file(tmp_path):
         splits.load_or_make_split(path, 5_010, 7, 5)
 
 
-@pytest.mark.xfail(strict=True, raises=zipfile.BadZipFile,
-                   reason="tfprune_mia.io.read_npz does not catch zipfile.BadZipFile (not an OSError/ValueError); "
-                          "add it to the except clause and delete this mark")
 def test_truncated_split_file(tmp_path):
     path = tmp_path / "split.npz"
     splits.save_split(splits.make_split(200, 7, 1), path)

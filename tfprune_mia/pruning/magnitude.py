@@ -27,9 +27,10 @@ def wrapped_layers(net: keras.Model) -> List[keras.layers.Layer]:
 class L1Unstructured(Pruner):
     def schedule(self, steps_per_epoch: int, total_steps: int):
         if self.config.schedule == "constant":
-            # end_step=0: the mask is computed once, at the first fine-tuning step, from the trained weights
-            # (one-shot, like nni's LevelPruner), then only re-applied.
-            return sparsity_api.ConstantSparsity(self.config.sparsity, begin_step=0, end_step=0, frequency=1)
+            # The wrapper increments its step before updating masks, so the first training step is step 1:
+            # begin=end=1 computes the mask once from the trained weights (one-shot, like nni's LevelPruner)
+            # and only re-applies it afterwards. end_step=0 would never prune at all.
+            return sparsity_api.ConstantSparsity(self.config.sparsity, begin_step=1, end_step=1, frequency=1)
         return sparsity_api.PolynomialDecay(initial_sparsity=0.0, final_sparsity=self.config.sparsity,
                                             begin_step=0, end_step=max(1, total_steps // 2),
                                             frequency=max(1, steps_per_epoch))
