@@ -2,5 +2,7 @@
 fine-tuned result into a plain exported model (`prune_and_finetune` runs the whole step)."""
 from __future__ import annotations
 
-from tfprune_mia.pruning.base import PruneConfig, Pruner, PRUNERS, make_pruner, prune_and_finetune  # noqa: F401
-from tfprune_mia.pruning import magnitude  # noqa: E402,F401  (registers its pruners)
+from tfprune_mia.pruning.base import (PRUNERS, PruneConfig, Pruner, PruneResult, make_pruner,  # noqa: F401
+                                      prune_and_finetune, prune_and_finetune_detailed)
+from tfprune_mia.pruning import admm, magnitude, structured  # noqa: E402,F401  (register their pruners)
+from tfprune_mia.pruning.sparsity import sparsity_report  # noqa: E402,F401
