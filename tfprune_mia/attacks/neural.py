@@ -1,13 +1,18 @@
-"""Training shared by the neural attacks (SAMIA and the MLP baselines), spec §5.3: cross-entropy over two
-logits (1 = member), SGD momentum 0.9, lr 1e-3 divided by 10 at 50% and 75% of the epochs, coupled weight
-decay 5e-4, batch 128, the final epoch's model kept (as in the paper)."""
+"""Neural attacks: the training shared by SAMIA and the MLP baselines (spec §5.3), and the MIAFC baselines
+(spec §5.4).
+
+Training: cross-entropy over two logits (1 = member), SGD with PyTorch-form momentum 0.9, lr 1e-3 divided by
+10 at 50% and 75% of the epochs, coupled weight decay 5e-4 on every parameter, batch 128, shuffled, the final
+epoch's model kept (as in the paper).
+"""
 from __future__ import annotations
 
 import numpy as np
 
-from tfprune_mia.attacks.base import Attack, AttackContext
+from tfprune_mia.attacks.base import ATTACKS, Attack, AttackContext
 from tfprune_mia.attacks.signals import MembershipSet, Signals
 from tfprune_mia.backend import keras, set_seed, tf
+from tfprune_mia.models.layers import xavier_normal
 from tfprune_mia.training import TrainingModel, make_dataset
 
 LEARNING_RATE = 1e-3
@@ -15,8 +20,28 @@ WEIGHT_DECAY = 5e-4
 MOMENTUM = 0.9
 
 
+@keras.utils.register_keras_serializable(package="tfprune_mia")
+class TorchSGD(keras.optimizers.SGD):
+    """SGD with PyTorch's momentum form v <- mu*v + g; w <- w - lr*v.
+
+    Keras' form (v <- mu*v - lr*g; w <- w + v) folds the learning rate into the velocity, so after each
+    MultiStepLR drop it keeps moving with the old rate for a while; PyTorch's applies the new rate at once.
+    """
+
+    def update_step(self, gradient, variable):
+        lr = tf.cast(self.learning_rate, variable.dtype)
+        momentum = tf.cast(self.momentum, variable.dtype)
+        velocity = self.momentums[self._index_dict[self._var_key(variable)]]
+        gradient = tf.convert_to_tensor(gradient)  # attack models have no sparse (embedding) gradients
+        velocity.assign(momentum * velocity + gradient)
+        variable.assign_sub(lr * velocity)
+
+
 def step_schedule(epochs: int, steps_per_epoch: int) -> keras.optimizers.schedules.LearningRateSchedule:
-    boundaries = [int(epochs * 0.5) * steps_per_epoch, int(epochs * 0.75) * steps_per_epoch]
+    # PiecewiseConstantDecay keeps value i while step <= boundary i, so the drop after milestone epoch m happens
+    # at step m*steps-1 + 1; a milestone at epoch 0 never fires (as PyTorch's MultiStepLR).
+    never = 2**31 - 1  # fits the int32 step counter the schedule may compare against
+    boundaries = [int(epochs * f) * steps_per_epoch - 1 if int(epochs * f) > 0 else never for f in (0.5, 0.75)]
     return keras.optimizers.schedules.PiecewiseConstantDecay(
         boundaries, [LEARNING_RATE, LEARNING_RATE * 0.1, LEARNING_RATE * 0.01])
 
@@ -25,8 +50,7 @@ def train_attack_model(model: keras.Model, features: np.ndarray, is_member: np.n
                        context: AttackContext) -> keras.Model:
     steps_per_epoch = int(np.ceil(len(is_member) / context.batch_size))
     trainer = TrainingModel(model, weight_decay=WEIGHT_DECAY)
-    trainer.compile(optimizer=keras.optimizers.SGD(step_schedule(context.epochs, steps_per_epoch),
-                                                   momentum=MOMENTUM))
+    trainer.compile(optimizer=TorchSGD(step_schedule(context.epochs, steps_per_epoch), momentum=MOMENTUM))
     trainer.fit(make_dataset(features.astype(np.float32), is_member.astype(np.int64), context.batch_size,
                              shuffle_seed=context.seed),
                 epochs=context.epochs, verbose=context.verbose)
@@ -35,7 +59,19 @@ def train_attack_model(model: keras.Model, features: np.ndarray, is_member: np.n
 
 def member_probability(model: keras.Model, features: np.ndarray) -> np.ndarray:
     logits = model.predict(features.astype(np.float32), batch_size=4096, verbose=0)
-    return tf.nn.softmax(logits, axis=-1).numpy()[:, 1]
+    return tf.nn.softmax(tf.cast(logits, tf.float64), axis=-1).numpy()[:, 1]
+
+
+def build_miafc(num_features: int, dropout: float = 0.2) -> keras.Model:
+    """MIAFC (spec §5.4): 512-ReLU-Drop-256-ReLU-Drop-128-ReLU-2, Xavier-normal, no input normalisation."""
+    features = keras.Input(shape=(num_features,), name="features")
+    h = features
+    for index, units in enumerate((512, 256, 128)):
+        h = keras.layers.Dense(units, activation="relu", kernel_initializer=xavier_normal(), name=f"fc{index}")(h)
+        if index < 2:
+            h = keras.layers.Dropout(dropout, name=f"dropout{index}")(h)
+    logits = keras.layers.Dense(2, kernel_initializer=xavier_normal(), name="logits")(h)
+    return keras.Model(features, logits, name="miafc")
 
 
 class NeuralAttack(Attack):
@@ -47,7 +83,7 @@ class NeuralAttack(Attack):
         raise NotImplementedError
 
     def build(self, num_features: int, num_classes: int) -> keras.Model:
-        raise NotImplementedError
+        return build_miafc(num_features)
 
     def fit(self, shadow: MembershipSet) -> "NeuralAttack":
         set_seed(self.context.seed)
@@ -58,3 +94,30 @@ class NeuralAttack(Attack):
 
     def score(self, signals: Signals) -> np.ndarray:
         return member_probability(self.model, self.features(signals))
+
+
+@ATTACKS.register("nn")
+class PosteriorNN(NeuralAttack):
+    """Shokri et al.'s NN attack as one attack model (not per class) on the full posterior p."""
+
+    def features(self, signals):
+        return signals.posteriors.astype(np.float32)
+
+
+@ATTACKS.register("nn_top3")
+class Top3NN(NeuralAttack):
+    """Salem et al.'s ML-Leaks: the 3 largest posteriors, sorted descending (label-free)."""
+
+    def features(self, signals):
+        top = -np.sort(-signals.posteriors, axis=1)[:, :3]
+        if top.shape[1] < 3:  # fewer than 3 classes: pad so the feature width is fixed
+            top = np.pad(top, ((0, 0), (0, 3 - top.shape[1])))
+        return top.astype(np.float32)
+
+
+@ATTACKS.register("nn_cls")
+class PosteriorClassNN(NeuralAttack):
+    """Nasr et al.-style (simplified, single MLP): [p, onehot(y)]."""
+
+    def features(self, signals):
+        return np.concatenate([signals.posteriors, signals.one_hot()], axis=1).astype(np.float32)

@@ -98,3 +98,20 @@ class SAMIA(NeuralAttack):
 
     def build(self, num_features, num_classes):
         return build_samia(num_classes, num_chunks=3 if self.with_sensitivity else 2)
+
+
+@ATTACKS.register("samia_nosens")
+class SAMIANoSensitivity(SAMIA):
+    """Ablation (spec §10 #18): SAMIA without the sensitivity chunk, tokens (p_k, onehot_k). It needs one query
+    per sample instead of 11 (no off-manifold perturbed inputs), so it measures what sensitivity adds."""
+
+    with_sensitivity = False
+
+
+@ATTACKS.register("samia_mlp")
+class SAMIAFeaturesMLP(NeuralAttack):
+    """Ablation (spec §5.4, last row): SAMIA's features [p, s, onehot] into MIAFC instead of the Transformer,
+    separating the contribution of the features from that of self-attention across classes."""
+
+    def features(self, signals):
+        return samia_features(signals, with_sensitivity=True)
