@@ -27,3 +27,7 @@ class CheckpointError(TfpruneError):
 
 class TrainingError(TfpruneError):
     """Training diverged (NaN/inf loss) or cannot continue."""
+
+
+class StorageError(TfpruneError):
+    """Writing an artefact failed (disk full, quota, read-only or unwritable directory)."""

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -12,25 +13,42 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from tfprune_mia.errors import CheckpointError
+from tfprune_mia import faults
+from tfprune_mia.errors import CheckpointError, StorageError
+
+# A failed write with one of these errnos is the user's environment (disk, quota, permissions), not a bug.
+STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG})
 
 
 @contextlib.contextmanager
 def atomic_path(path: os.PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix, dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix, dir=path.parent)
+        os.close(fd)
+        tmp = Path(name)
         yield tmp
+        faults.point(f"write/{path.name}")
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as err:
+        if not _is_storage_error(err):
+            raise
+        # The temp file is removed below and `path` was never touched: finished artefacts stay as they were.
+        raise StorageError(f"could not write {path} ({err.strerror or err}); free disk space or fix the "
+                           "directory's permissions (or pick another --run_root) and re-run") from None
     finally:
-        if tmp.exists():
+        if tmp is not None and tmp.exists():
             tmp.unlink()
+
+
+def _is_storage_error(err: OSError) -> bool:
+    # h5py reports a full disk as an OSError without errno, with the C library's message inside its text.
+    return err.errno in STORAGE_ERRNOS or "No space left on device" in str(err)
 
 
 def write_json(path: os.PathLike, obj: Any) -> None:

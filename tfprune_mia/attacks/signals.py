@@ -31,8 +31,12 @@ class SignalConfig:
     batch_size: int = 256
 
     def __post_init__(self):
-        if self.num_perturbations < 1 or not self.epsilon > 0:
-            raise ConfigError("signals need num_perturbations >= 1 and epsilon > 0")
+        if self.num_perturbations < 1:
+            raise ConfigError(f"num_perturbations={self.num_perturbations}: the sensitivity signal needs "
+                              "num_perturbations >= 1; pass e.g. --num_perturbations=10")
+        if not self.epsilon > 0:
+            raise ConfigError(f"perturbation_epsilon={self.epsilon}: must be positive; pass e.g. "
+                              "--perturbation_epsilon=0.001")
 
 
 @dataclasses.dataclass(frozen=True)

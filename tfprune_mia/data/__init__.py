@@ -6,9 +6,11 @@ dataset's default location. Each dataset also names the model the paper (or the 
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Callable, Optional
 
 from tfprune_mia.data.base import Dataset
+from tfprune_mia.errors import DataError
 from tfprune_mia.registry import Registry
 
 
@@ -31,7 +33,12 @@ def register(name: str, num_classes: int, default_model: str, description: str):
 
 
 def load_dataset(name: str, data_dir: Optional[str] = None, download: bool = True) -> Dataset:
-    return DATASETS.get(name).loader(data_dir, download)
+    spec = DATASETS.get(name)
+    # An explicit directory that does not exist is a typo: never create it and download into it.
+    if data_dir is not None and not os.path.isdir(data_dir):
+        raise DataError(f"data directory {data_dir} does not exist; fix --data_dir or create it and put the "
+                        f"{name} files there")
+    return spec.loader(data_dir, download)
 
 
 # Loader modules register themselves on import.

@@ -110,6 +110,14 @@ def load_split(path: Path) -> Split:
         split = Split(int(data["num_records"]), int(data["seed"]), parts[0], parts[1:])
     except KeyError as err:
         raise CheckpointError(f"{path} lacks {err}; it was written by an incompatible version: delete it") from None
+    for role, part in zip(split.roles, [split.victim] + list(split.shadows)):
+        for field in ("train", "dev", "test"):
+            index = getattr(part, field)
+            # A tampered index would otherwise select the wrong records or crash deep inside training.
+            if index.ndim != 1 or not np.issubdtype(index.dtype, np.integer) or not len(index) or (
+                    index.min() < 0 or index.max() >= split.num_records):
+                raise CheckpointError(f"{path}: {role}.{field} is not a non-empty list of record indices in "
+                                      f"[0, {split.num_records}); the split file is corrupt: delete it and re-run")
     split.check_disjoint()
     return split
 

@@ -166,9 +166,11 @@ def persist_masks(pairs: MaskPairs, path: Path) -> None:
 
     path = Path(path)
     if path.exists():
-        with np.load(path) as stored:
-            for index, (_, mask) in enumerate(pairs):
-                mask.assign(stored[f"m{index}"])
+        from tfprune_mia.io import read_npz
+
+        stored = read_npz(path)  # a corrupt file is a one-line CheckpointError, never a traceback
+        for index, (_, mask) in enumerate(pairs):
+            mask.assign(stored[f"m{index}"])
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:

@@ -1,0 +1,88 @@
+"""A sweep: many `train_prune` configurations (pruners x sparsities) run through the library, one table.
+
+Every configuration is an ordinary cached `Experiment`, so the originals are trained once and shared,
+a finished configuration (its results JSON exists) is skipped, and a killed sweep resumes where it stopped.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Dict, List, Optional, Sequence
+
+from tfprune_mia.errors import ConfigError
+from tfprune_mia.experiment import Experiment, ExperimentConfig
+from tfprune_mia.pruning import PruneConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepRow:
+    config: ExperimentConfig
+    report: Dict
+    reused: bool  # True: the results JSON already existed, nothing was computed
+
+
+def parse_sparsities(values: Sequence[str]) -> List[float]:
+    sparsities = []
+    for value in values:
+        try:
+            sparsities.append(float(value))
+        except ValueError:
+            raise ConfigError(f"sparsity {value!r} is not a number; pass e.g. --sparsities=0.5,0.7,0.9") from None
+    return sparsities
+
+
+def sweep_configs(base: ExperimentConfig, pruners: Sequence[str], sparsities: Sequence[float]
+                  ) -> List[ExperimentConfig]:
+    """One config per (pruner, sparsity), validated up front so a typo fails before hours of training.
+
+    The shadows follow the victim's pruning unless `base` gives them their own (an attacker who does not
+    know the method keeps the same shadow setting across the grid).
+    """
+    if not pruners or not sparsities:
+        raise ConfigError("empty sweep; pass e.g. --pruners=l1_unstructured --sparsities=0.5,0.7,0.9")
+    shadows_follow = base.shadow_prune == base.prune
+    configs: List[ExperimentConfig] = []
+    for pruner in pruners:
+        for sparsity in sparsities:
+            prune = PruneConfig(pruner, float(sparsity), base.prune.schedule)
+            config = dataclasses.replace(base, prune=prune,
+                                         shadow_prune=prune if shadows_follow else base.shadow_prune)
+            if config not in configs:
+                configs.append(config)
+    return configs
+
+
+def run_sweep(configs: Sequence[ExperimentConfig],
+              on_row: Optional[Callable[[int, SweepRow], None]] = None) -> List[SweepRow]:
+    rows = []
+    for index, config in enumerate(configs):
+        experiment = Experiment(config)
+        reused = experiment.result_path.exists()
+        row = SweepRow(config, experiment.run(), reused)
+        rows.append(row)
+        if on_row is not None:
+            on_row(index, row)
+    return rows
+
+
+def sweep_table(rows: Sequence[SweepRow]) -> str:
+    """Model accuracy and every attack's AUC, original vs pruned victim, one line per configuration."""
+    if not rows:
+        return "(empty sweep)"
+    attacks = list(rows[0].config.attacks)
+    header = ["pruner", "sparsity", "real", "test orig", "test pruned"]
+    header += [f"{name} AUC {setting}" for name in attacks for setting in ("orig", "pruned")] + ["status"]
+    table = [header]
+    for row in rows:
+        models, results = row.report["models"], row.report["attacks"]
+        cells = [row.config.prune.pruner, f"{row.config.prune.sparsity:g}",
+                 f"{models['pruned']['sparsity']['prunable_sparsity']:.4f}",
+                 f"{models['original']['test_accuracy']:.4f}", f"{models['pruned']['test_accuracy']:.4f}"]
+        cells += [f"{results[setting][name]['auc']:.4f}" for name in attacks for setting in ("original", "pruned")]
+        table.append(cells + ["reused" if row.reused else "computed"])
+    widths = [max(len(line[i]) for line in table) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) if i < 2 else cell.rjust(w) for i, (cell, w) in enumerate(zip(line, widths)))
+             for line in table]
+    first = rows[0].config
+    title = (f"{first.dataset} / {first.model}: {len(rows)} configurations, {first.num_shadows} shadows, "
+             f"seed {first.seed}")
+    return "\n".join([title, ""] + lines)
