@@ -117,7 +117,7 @@ def test_checksum_mismatch_is_refused_before_the_tarball_is_opened(tmp_path, mon
     trusted_tar(monkeypatch, tmp_path, "CIFAR10", cifar10_members())
     monkeypatch.setattr(cifar, "CIFAR10", dataclasses.replace(cifar.CIFAR10, sha256="f" * 64))
     opened = []
-    monkeypatch.setattr(cifar, "read_tar_members", lambda *args: opened.append(args))
+    monkeypatch.setattr(cifar, "parse_tar_members", lambda *args: opened.append(args))
     with pytest.raises(ChecksumError, match="cifar-10-python.tar.gz"):
         cifar.load_cifar10(str(tmp_path), download=False)
     assert opened == []
@@ -164,7 +164,7 @@ def test_missing_member(tmp_path, monkeypatch):
     members = cifar10_members()
     del members["cifar-10-batches-py/data_batch_3"]
     trusted_tar(monkeypatch, tmp_path, "CIFAR10", members)
-    with pytest.raises(DataError, match="lacks cifar-10-batches-py/data_batch_3"):
+    with pytest.raises(DataError, match="lacks the member cifar-10-batches-py/data_batch_3"):
         cifar.load_cifar10(str(tmp_path), download=False)
 
 

@@ -98,7 +98,7 @@ def test_purchase_wrong_feature_dimension(tmp_path):
 def test_purchase_truncated_tgz(purchase_tgz, monkeypatch):
     purchase_tgz.write_bytes(purchase_tgz.read_bytes()[: purchase_tgz.stat().st_size // 2])
     trust(monkeypatch, "PURCHASE_TGZ", purchase_tgz)
-    with pytest.raises(DataError, match="truncated or not a valid .tgz") as err:
+    with pytest.raises(DataError, match="truncated or not a valid tar.gz/.tgz") as err:
         tabular.load_purchase100(str(purchase_tgz.parent), download=False)
     assert "\n" not in str(err.value)
 

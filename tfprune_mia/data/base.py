@@ -4,9 +4,11 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import tarfile
 import urllib.request
+import zlib
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import BinaryIO, Callable, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -101,3 +103,27 @@ def default_data_dir(dataset: str) -> Path:
     """Where a dataset's files live unless --data_dir says otherwise: $TFPRUNE_MIA_DATA/<dataset>."""
     root = os.environ.get("TFPRUNE_MIA_DATA", os.path.join(os.path.expanduser("~"), ".tfprune_mia", "data"))
     return Path(root) / dataset
+
+
+def parse_tar_members(path: Path, parsers: Dict[str, Callable[[BinaryIO, str], object]]) -> Dict[str, object]:
+    """Parse the named members of a .tar.gz in one streaming pass, straight from the archive (never extracted:
+    no path in the archive can write anywhere). Callers pass only verified archives."""
+    results: Dict[str, object] = {}
+    try:
+        with tarfile.open(path, mode="r|gz") as tar:
+            for member in tar:
+                name = member.name[2:] if member.name.startswith("./") else member.name
+                if name not in parsers or name in results:
+                    continue
+                if not member.isfile():
+                    raise DataError(f"{path}: member {member.name} is not a regular file; the archive is not "
+                                    "the official one: delete it and download it again")
+                results[name] = parsers[name](tar.extractfile(member), f"{path}:{name}")
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as err:
+        raise DataError(f"{path} is truncated or not a valid tar.gz/.tgz ({err}); "
+                        "delete it and download it again") from None
+    missing = [name for name in parsers if name not in results]
+    if missing:
+        raise DataError(f"{path} lacks the member {missing[0]}; it is not the expected archive: "
+                        "delete it and download it again")
+    return results

@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import io
 import pickle
-import tarfile
-import zlib
 from pathlib import Path
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
 from tfprune_mia.data import register
-from tfprune_mia.data.base import Dataset, RemoteFile, default_data_dir, resolve_file
+from tfprune_mia.data.base import Dataset, RemoteFile, default_data_dir, parse_tar_members, resolve_file
 from tfprune_mia.errors import DataError
 
 # Spec §2.1: both CIFARs use the CIFAR-10 statistics, as in the authors' code.
@@ -95,26 +93,8 @@ def batch_arrays(batch: dict, label_key: bytes, num_classes: int, source: str) -
     return images, y
 
 
-def read_tar_members(path: Path, names: Sequence[str]) -> Dict[str, bytes]:
-    """The named regular-file members, read in one streaming pass without extracting anything."""
-    wanted, found = set(names), {}
-    try:
-        with tarfile.open(path, mode="r|gz") as tar:
-            for member in tar:
-                if member.name not in wanted or member.name in found:
-                    continue
-                if not member.isfile():
-                    raise DataError(f"{path}: member {member.name} is not a regular file; the tarball is not "
-                                    "the official one: delete it and download it again")
-                found[member.name] = tar.extractfile(member).read()
-    except (tarfile.TarError, OSError, EOFError, zlib.error) as err:
-        raise DataError(f"{path} is truncated or not a valid tar.gz ({err}); "
-                        "delete it and download it again") from None
-    missing = [n for n in names if n not in found]
-    if missing:
-        raise DataError(f"{path} lacks {missing[0]}; it is not the official python tarball: "
-                        "delete it and download it again")
-    return found
+def _read_bytes(stream, source: str) -> bytes:
+    return stream.read()
 
 
 def normalise(images: np.ndarray) -> np.ndarray:
@@ -126,7 +106,7 @@ def load_cifar(name: str, remote: RemoteFile, members: Sequence[str], label_key:
                data_dir: Optional[str], download: bool) -> Dataset:
     directory = Path(data_dir) if data_dir is not None else default_data_dir(name)
     path = resolve_file(name, remote, directory, download)  # verifies the digest before anything is opened
-    raw = read_tar_members(path, members)
+    raw = parse_tar_members(path, {name: _read_bytes for name in members})
     images, labels = [], []
     for member in members:
         source = f"{path}:{member}"

@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import tarfile
 import warnings
 import zipfile
 import zlib
 from pathlib import Path
-from typing import BinaryIO, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import BinaryIO, Callable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from tfprune_mia.data import register
-from tfprune_mia.data.base import Dataset, RemoteFile, default_data_dir, resolve_file, verify_checksum
+from tfprune_mia.data.base import (Dataset, RemoteFile, default_data_dir, parse_tar_members, resolve_file,
+                                   verify_checksum)
 from tfprune_mia.errors import DataError
 
 # No SHA-256 is published for any of these files (Shokri et al.'s tarballs, MemGuard's npz), hence None;
@@ -178,29 +178,6 @@ def labels_from_one_indexed(raw: np.ndarray, num_classes: int, source: str) -> n
 
 # --- containers ---------------------------------------------------------------------------------------------
 
-def read_tar_members(path: Path, parsers: Dict[str, Callable[[BinaryIO, str], object]]) -> Dict[str, object]:
-    """Parse the named members of a .tgz in one streaming pass, straight from the archive (never extracted)."""
-    results: Dict[str, object] = {}
-    try:
-        with tarfile.open(path, mode="r|gz") as tar:
-            for member in tar:
-                name = member.name[2:] if member.name.startswith("./") else member.name
-                if name not in parsers or name in results:
-                    continue
-                if not member.isfile():
-                    raise DataError(f"{path}: member {member.name} is not a regular file; the archive is not "
-                                    "the official one: delete it and download it again")
-                results[name] = parsers[name](tar.extractfile(member), f"{path}:{name}")
-    except (tarfile.TarError, OSError, EOFError, zlib.error) as err:
-        raise DataError(f"{path} is truncated or not a valid .tgz ({err}); "
-                        "delete it and download it again") from None
-    missing = [name for name in parsers if name not in results]
-    if missing:
-        raise DataError(f"{path} lacks the member {missing[0]}; it is not the expected archive: "
-                        "delete it and download it again")
-    return results
-
-
 def read_npz_xy(path: Path) -> Tuple[np.ndarray, np.ndarray]:
     """x and y from an npz, never unpickling (an npz of object arrays is refused)."""
     try:
@@ -259,7 +236,7 @@ def read_npz_dataset(path: Path, spec: TabularSpec) -> Tuple[np.ndarray, np.ndar
 
 
 def read_purchase_tgz(path: Path) -> Tuple[np.ndarray, np.ndarray]:
-    return read_tar_members(path, {PURCHASE_MEMBER: _label_first_csv(PURCHASE)})[PURCHASE_MEMBER]
+    return parse_tar_members(path, {PURCHASE_MEMBER: _label_first_csv(PURCHASE)})[PURCHASE_MEMBER]
 
 
 def read_texas_tgz(path: Path) -> Tuple[np.ndarray, np.ndarray]:
@@ -269,7 +246,7 @@ def read_texas_tgz(path: Path) -> Tuple[np.ndarray, np.ndarray]:
     def labels(stream: BinaryIO, source: str) -> np.ndarray:
         return labels_from_one_indexed(read_csv(stream, 1, source, _labels)[0], TEXAS.num_classes, source)
 
-    parsed = read_tar_members(path, {TEXAS_FEATS_MEMBER: feats, TEXAS_LABELS_MEMBER: labels})
+    parsed = parse_tar_members(path, {TEXAS_FEATS_MEMBER: feats, TEXAS_LABELS_MEMBER: labels})
     x, y = parsed[TEXAS_FEATS_MEMBER], parsed[TEXAS_LABELS_MEMBER]
     if len(x) != len(y):
         raise DataError(f"{path}: {TEXAS_FEATS_MEMBER} has {len(x)} rows but {TEXAS_LABELS_MEMBER} has "
