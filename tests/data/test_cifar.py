@@ -4,11 +4,11 @@ import io
 import os
 import pickle
 import struct
-import tarfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from native_files import write_tar_gz
 
 from tfprune_mia.data import DATASETS, cifar
 from tfprune_mia.errors import ChecksumError, DataError
@@ -53,15 +53,6 @@ def cifar10_batch(labels, first, data=None) -> bytes:
                        b"filenames": [b"img%d.png" % i for i in range(len(labels))]})
 
 
-def write_tar(path: Path, members: dict) -> Path:
-    with tarfile.open(path, "w:gz") as tar:
-        for name, payload in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(payload)
-            tar.addfile(info, io.BytesIO(payload))
-    return path
-
-
 def cifar10_members(**replace) -> dict:
     prefix = "cifar-10-batches-py/"
     members = {prefix + "test_batch": cifar10_batch([9, 8], 100),  # archive order differs from record order
@@ -75,7 +66,7 @@ def cifar10_members(**replace) -> dict:
 
 def trusted_tar(monkeypatch, directory: Path, attr: str, members: dict) -> Path:
     remote = getattr(cifar, attr)
-    path = write_tar(directory / remote.filename, members)
+    path = write_tar_gz(directory / remote.filename, members)
     monkeypatch.setattr(cifar, attr, dataclasses.replace(remote, sha256=sha256_file(path)))
     return path
 
@@ -169,7 +160,7 @@ def test_missing_member(tmp_path, monkeypatch):
 
 
 def test_truncated_tarball(tmp_path, monkeypatch):
-    path = write_tar(tmp_path / cifar.CIFAR10.filename, cifar10_members())
+    path = write_tar_gz(tmp_path / cifar.CIFAR10.filename, cifar10_members())
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     monkeypatch.setattr(cifar, "CIFAR10", dataclasses.replace(cifar.CIFAR10, sha256=sha256_file(path)))
     with pytest.raises(DataError, match="truncated or not a valid tar.gz"):

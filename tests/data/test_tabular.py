@@ -1,11 +1,11 @@
 """Purchase100, Texas100 and Location loaders on tiny files in Shokri's .tgz/CSV and MemGuard's npz formats."""
 import dataclasses
 import io
-import tarfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from native_files import write_tar_gz
 
 from tfprune_mia.data import DATASETS, tabular
 from tfprune_mia.errors import ChecksumError, DataError
@@ -22,15 +22,6 @@ def csv(rows: np.ndarray) -> bytes:
 
 def label_first(labels, x) -> bytes:
     return csv(np.column_stack([labels, x]))
-
-
-def write_tgz(path: Path, members: dict) -> Path:
-    with tarfile.open(path, "w:gz") as tar:
-        for name, payload in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(payload)
-            tar.addfile(info, io.BytesIO(payload))
-    return path
 
 
 def trust(monkeypatch, attr: str, path: Path) -> None:
@@ -50,7 +41,7 @@ def purchase_x():
 
 @pytest.fixture
 def purchase_tgz(tmp_path, purchase_x, monkeypatch):
-    path = write_tgz(tmp_path / "dataset_purchase.tgz", {"dataset_purchase": label_first(PURCHASE_LABELS, purchase_x)})
+    path = write_tar_gz(tmp_path / "dataset_purchase.tgz", {"dataset_purchase": label_first(PURCHASE_LABELS, purchase_x)})
     trust(monkeypatch, "PURCHASE_TGZ", path)
     return path
 
@@ -83,13 +74,13 @@ def test_purchase_checksum_mismatch_is_refused_before_parsing(purchase_tgz, monk
 @pytest.mark.parametrize("labels, message", [([0, 1, 2, 3], r"span \[0, 3\], expected 1..100"),
                                              ([1, 2, 101, 3], r"span \[1, 101\]")])
 def test_purchase_labels_out_of_range(tmp_path, purchase_x, labels, message):
-    write_tgz(tmp_path / "dataset_purchase.tgz", {"dataset_purchase": label_first(labels, purchase_x)})
+    write_tar_gz(tmp_path / "dataset_purchase.tgz", {"dataset_purchase": label_first(labels, purchase_x)})
     with pytest.raises(DataError, match=message):
         tabular.load_purchase100(str(tmp_path), download=False)
 
 
 def test_purchase_wrong_feature_dimension(tmp_path):
-    write_tgz(tmp_path / "dataset_purchase.tgz", {"dataset_purchase": label_first([1, 2], features(2, 599, 1))})
+    write_tar_gz(tmp_path / "dataset_purchase.tgz", {"dataset_purchase": label_first([1, 2], features(2, 599, 1))})
     with pytest.raises(DataError, match="rows of 600 columns, expected 601") as err:
         tabular.load_purchase100(str(tmp_path), download=False)
     assert "wrong feature dimension" in str(err.value)
@@ -111,7 +102,7 @@ def test_purchase_truncated_last_row(tmp_path, purchase_x):
 
 
 def test_purchase_member_missing(tmp_path, purchase_x):
-    write_tgz(tmp_path / "dataset_purchase.tgz", {"purchase/other": b"1,0\n"})
+    write_tar_gz(tmp_path / "dataset_purchase.tgz", {"purchase/other": b"1,0\n"})
     with pytest.raises(DataError, match="lacks the member dataset_purchase"):
         tabular.load_purchase100(str(tmp_path), download=False)
 
@@ -136,7 +127,7 @@ def texas_x():
 
 def test_texas_from_tgz(tmp_path, texas_x, monkeypatch):
     # Labels before features in the archive: members are matched by name, not position.
-    path = write_tgz(tmp_path / "dataset_texas.tgz", {"texas/100/labels": b"5\n100\n1\n",
+    path = write_tar_gz(tmp_path / "dataset_texas.tgz", {"texas/100/labels": b"5\n100\n1\n",
                                                       "texas/100/feats": csv(texas_x)})
     trust(monkeypatch, "TEXAS_TGZ", path)
     data = tabular.load_texas100(str(tmp_path), download=False)
@@ -154,7 +145,7 @@ def test_texas_from_npz(tmp_path, texas_x):
 
 
 def test_texas_row_count_mismatch(tmp_path, texas_x):
-    write_tgz(tmp_path / "dataset_texas.tgz", {"texas/100/feats": csv(texas_x), "texas/100/labels": b"5\n6\n"})
+    write_tar_gz(tmp_path / "dataset_texas.tgz", {"texas/100/feats": csv(texas_x), "texas/100/labels": b"5\n6\n"})
     with pytest.raises(DataError, match="3 rows but texas/100/labels has 2"):
         tabular.load_texas100(str(tmp_path), download=False)
 
