@@ -7,11 +7,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from absl import logging
+
+from tfprune_mia import faults
 from tfprune_mia.backend import keras, tf
 from tfprune_mia.errors import CheckpointError, ConfigError, TrainingError
 from tfprune_mia.io import atomic_path, write_json
@@ -20,6 +24,40 @@ from tfprune_mia.io import atomic_path, write_json
 LossTerm = Callable[[tf.Tensor, tf.Tensor, tf.Tensor], tf.Tensor]
 # (variable, mask) pairs: after every optimiser step variable <- variable * mask, so pruned weights stay 0.
 MaskPairs = Sequence[Tuple[tf.Variable, tf.Variable]]
+
+
+class TrainingHook:
+    """A loss term that also takes part in the training step (defenses need more than a loss term:
+    adversarial regularisation trains its inference model before each classifier step, DP-SGD computes
+    clipped and noised per-example gradients with its own optimiser).
+
+    It travels wherever loss terms travel (`loss_terms=`), so every trainer built on TrainingModel -- plain
+    fine-tuning, a pruner's pre-phase such as ADMM's W-step -- runs it without new parameters. Every method
+    has a neutral default.
+    """
+
+    # Fit at most this many batches per epoch (None: one pass over the training set).
+    steps_per_epoch: Optional[int] = None
+
+    def attach(self, model: "TrainingModel") -> None:
+        """Called once when a TrainingModel is built around a net, before it is compiled."""
+
+    def make_optimizer(self, config: "TrainConfig") -> Optional[keras.optimizers.Optimizer]:
+        """An optimiser replacing the default Adam (None: keep the default)."""
+        return None
+
+    def before_step(self, x: tf.Tensor, y: tf.Tensor) -> None:
+        """Runs inside the training step before the classifier's forward pass, outside its gradient tape."""
+
+    def __call__(self, x: tf.Tensor, y: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
+        return tf.constant(0.0)
+
+    # True: this hook computes the gradients itself from the per-example loss vector (compute_gradients).
+    computes_gradients = False
+
+    def compute_gradients(self, tape: tf.GradientTape, per_example_loss: tf.Tensor,
+                          variables: Sequence[tf.Variable]) -> List[tf.Tensor]:
+        raise NotImplementedError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,8 +97,17 @@ class TrainingModel(keras.Model):
         self.classification_loss = loss or keras.losses.SparseCategoricalCrossentropy(from_logits=True)
         self.loss_terms = list(loss_terms)
         self.mask_pairs = list(mask_pairs)
+        self.hooks = [term for term in self.loss_terms if isinstance(term, TrainingHook)]
+        gradient_hooks = [hook for hook in self.hooks if hook.computes_gradients]
+        if len(gradient_hooks) > 1:
+            raise ConfigError(f"{len(gradient_hooks)} training hooks want to compute the gradients "
+                              "(e.g. two DP defenses); combine at most one of them")
+        self.gradient_hook = gradient_hooks[0] if gradient_hooks else None
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.accuracy_tracker = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+        # Hooks see the assembled model (net, masks) before anything compiles or traces it.
+        for hook in self.hooks:
+            hook.attach(self)
 
     def call(self, inputs, training=False):
         return self.net(inputs, training=training)
@@ -69,8 +116,10 @@ class TrainingModel(keras.Model):
     def metrics(self):
         return [self.loss_tracker, self.accuracy_tracker]
 
-    def compute_training_loss(self, x, y, logits):
-        loss = self.classification_loss(y, logits)
+    def compute_training_loss(self, x, y, logits, per_example: bool = False):
+        # per_example: a [batch] vector, for DP-SGD's per-example clipping. A batch-level term would be added to
+        # every element and couple the examples, so the DP hook refuses other data-dependent terms.
+        loss = self.classification_loss.call(y, logits) if per_example else self.classification_loss(y, logits)
         for term in self.loss_terms:
             loss = loss + term(x, y, logits)
         if self.net.losses:
@@ -79,11 +128,18 @@ class TrainingModel(keras.Model):
 
     def train_step(self, data):
         x, y = data
+        for hook in self.hooks:
+            hook.before_step(x, y)
         variables = self.net.trainable_variables
+        per_example = self.gradient_hook is not None
         with tf.GradientTape() as tape:
             logits = self.net(x, training=True)
-            loss = self.compute_training_loss(x, y, logits)
-        gradients = tape.gradient(loss, variables)
+            loss = self.compute_training_loss(x, y, logits, per_example=per_example)
+        if per_example:
+            gradients = self.gradient_hook.compute_gradients(tape, loss, variables)
+            loss = tf.reduce_mean(loss)
+        else:
+            gradients = tape.gradient(loss, variables)
         if self.weight_decay:
             gradients = [g + self.weight_decay * v if g is not None else g for g, v in zip(gradients, variables)]
         self.optimizer.apply_gradients(zip(gradients, variables))
@@ -109,6 +165,26 @@ def make_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle_seed: Op
     if shuffle_seed is not None:
         data = data.shuffle(len(y), seed=shuffle_seed, reshuffle_each_iteration=True)
     return data.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def epoch_stream(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, start_batch: int = 0):
+    """An endless stream of shuffled training batches whose pass p is ordered by (seed, p) alone.
+
+    `Dataset.shuffle` draws each epoch's order from a hidden RNG state that a resumed process does not have,
+    so a run resumed from an epoch checkpoint trained on other batches than an uninterrupted one. Here batch
+    b of the stream is the same in every process, and a resume at epoch e starts at e * steps_per_epoch.
+    """
+    per_pass = -(-len(y) // batch_size)
+    xs, ys = tf.constant(x), tf.constant(y)
+    seed = tf.constant(int(seed), tf.int64)
+
+    def one_pass(index):
+        order = tf.argsort(tf.random.stateless_uniform([len(y)], seed=tf.stack([seed, index])))
+        return tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+
+    batches = tf.data.Dataset.counter(start_batch // per_pass).flat_map(one_pass).skip(start_batch % per_pass)
+    return batches.map(lambda index: (tf.gather(xs, index), tf.gather(ys, index)),
+                       num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
 
 
 class EpochCheckpoint(keras.callbacks.Callback):
@@ -141,7 +217,10 @@ class EpochCheckpoint(keras.callbacks.Callback):
     def _checkpoint_manager(self) -> tf.train.CheckpointManager:
         if self._manager is None:
             checkpoint = tf.train.Checkpoint(net=self.model.net, optimizer=self.model.optimizer)
-            self._manager = tf.train.CheckpointManager(checkpoint, str(self.directory / "last"), max_to_keep=1)
+            self._manager = tf.train.CheckpointManager(checkpoint, str(self.directory / "last"),
+                                                        # 2: state.json still names the previous checkpoint
+                                                        # until it is rewritten after the new one is saved.
+                                                        max_to_keep=2)
         return self._manager
 
     def resume(self) -> int:
@@ -150,9 +229,12 @@ class EpochCheckpoint(keras.callbacks.Callback):
             return 0
         try:
             state = json.loads(self.state_path.read_text())
-            self._checkpoint_manager().checkpoint.restore(state["checkpoint"]).expect_partial()
-        except (OSError, ValueError, KeyError, tf.errors.OpError) as err:
-            raise CheckpointError(f"training checkpoint in {self.directory} is corrupt ({err}); "
+            # Relative to this directory, so a copied or moved run directory restores its own checkpoint.
+            path = self.directory / state["checkpoint"]
+            self._checkpoint_manager().checkpoint.restore(str(path)).expect_partial()
+        except (OSError, ValueError, KeyError, TypeError, tf.errors.OpError) as err:
+            reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+            raise CheckpointError(f"training checkpoint in {self.directory} is missing or corrupt ({reason}); "
                                   "delete that directory to retrain from scratch") from None
         self.best, self.best_epoch, self.wait = state["best"], state["best_epoch"], state["wait"]
         return int(state["epoch"]) + 1
@@ -161,6 +243,8 @@ class EpochCheckpoint(keras.callbacks.Callback):
         # The epoch's loss is a running mean, so one non-finite batch makes it non-finite: checking here
         # instead of after every batch avoids a device sync per step (measured ~2x slower on tiny models).
         loss = (logs or {}).get("loss")
+        if faults.point("train.loss"):
+            loss = float("nan")
         if loss is not None and not np.isfinite(loss):
             self.diverged_at = epoch
             self.model.stop_training = True
@@ -175,8 +259,10 @@ class EpochCheckpoint(keras.callbacks.Callback):
         else:
             self.wait += 1
         path = self._checkpoint_manager().save(checkpoint_number=epoch)
+        faults.point("train.checkpoint")
         write_json(self.state_path, {"epoch": epoch, "best": self.best, "best_epoch": self.best_epoch,
-                                     "wait": self.wait, "checkpoint": path})
+                                     "wait": self.wait, "checkpoint": os.path.relpath(path, self.directory)})
+        faults.point("train.epoch")
         if self.wait >= self.patience:
             self.model.stop_training = True
 
@@ -191,6 +277,8 @@ class FitResult:
     best_dev_accuracy: float
     epochs_run: int
     history: dict
+    # Epochs finished over all runs including resumed ones (DP accounting counts every step taken).
+    epochs_completed: int = 0
 
 
 def fit_classifier(net: keras.Model, train: Tuple[np.ndarray, np.ndarray], dev: Tuple[np.ndarray, np.ndarray],
@@ -205,23 +293,40 @@ def fit_classifier(net: keras.Model, train: Tuple[np.ndarray, np.ndarray], dev: 
     (after restoring the last good weights).
     """
     work_dir = Path(work_dir)
-    optimizer = optimizer or keras.optimizers.Adam(learning_rate=config.learning_rate, epsilon=1e-8)
     model = TrainingModel(net, config.weight_decay, loss=loss, loss_terms=loss_terms, mask_pairs=mask_pairs)
+    hook_optimizers = [made for made in (hook.make_optimizer(config) for hook in model.hooks) if made is not None]
+    if len(hook_optimizers) > 1:
+        raise ConfigError("two training hooks bring their own optimiser; combine at most one of them")
+    optimizer = optimizer or (hook_optimizers[0] if hook_optimizers else None) or keras.optimizers.Adam(
+        learning_rate=config.learning_rate, epsilon=1e-8)
     model.compile(optimizer=optimizer)
+    hook_steps = [hook.steps_per_epoch for hook in model.hooks if hook.steps_per_epoch is not None]
     checkpoint = EpochCheckpoint(work_dir / "checkpoints", config.patience)
     checkpoint.set_model(model)
     # Build optimiser slots before a restore so they are matched, not deferred.
-    model.optimizer.build(net.trainable_variables)
+    if isinstance(model.optimizer, keras.optimizers.legacy.Optimizer):  # TF Privacy's DP optimisers are legacy
+        model.optimizer._create_all_weights(net.trainable_variables)
+    else:
+        model.optimizer.build(net.trainable_variables)
     initial_epoch = checkpoint.resume()
+    if initial_epoch:
+        logging.info("resuming training from the epoch-%d checkpoint in %s", initial_epoch, checkpoint.directory)
     history = {}
     if initial_epoch < config.epochs and checkpoint.wait < config.patience:
         tensorboard = keras.callbacks.TensorBoard(str(work_dir / "tensorboard"), write_graph=False,
                                                   profile_batch=0)
-        fit = model.fit(make_dataset(*train, config.batch_size, shuffle_seed=seed),
+        # Epochs may be shorter than one pass (hooks); the stream continues across them either way.
+        steps = min(hook_steps) if hook_steps else -(-len(train[1]) // config.batch_size)
+        train_data = epoch_stream(*train, config.batch_size, seed, start_batch=initial_epoch * steps)
+        fit = model.fit(train_data,
                         validation_data=make_dataset(*dev, max(config.batch_size, 512)),
                         epochs=config.epochs, initial_epoch=initial_epoch, verbose=verbose,
+                        steps_per_epoch=steps,
                         callbacks=[checkpoint, tensorboard, *callbacks])
         history = {k: [float(v) for v in vals] for k, vals in fit.history.items()}
+    if checkpoint.diverged_at is not None and checkpoint.best_epoch < 0:
+        raise TrainingError(f"training loss became NaN/inf in epoch {checkpoint.diverged_at + 1} before any epoch "
+                            "completed, so there is no good checkpoint: lower the learning rate or check the data")
     if checkpoint.diverged_at is not None:
         checkpoint.restore_best()
         raise TrainingError(f"training loss became NaN/inf in epoch {checkpoint.diverged_at + 1}; the last good "
@@ -230,7 +335,9 @@ def fit_classifier(net: keras.Model, train: Tuple[np.ndarray, np.ndarray], dev: 
         raise TrainingError("training finished without a single evaluated epoch; check epochs and the dev split")
     checkpoint.restore_best()
     model.apply_masks()
-    return FitResult(checkpoint.best_epoch, checkpoint.best, len(history.get("loss", [])), history)
+    epochs_run = len(history.get("loss", []))
+    return FitResult(checkpoint.best_epoch, checkpoint.best, epochs_run, history,
+                     epochs_completed=initial_epoch + epochs_run)
 
 
 def evaluate_accuracy(net: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int = 1024) -> float:

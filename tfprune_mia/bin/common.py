@@ -12,6 +12,8 @@ FLAGS = flags.FLAGS
 
 
 def define_experiment_flags() -> None:
+    if "dataset" in FLAGS:  # already defined by another binary imported into this process (tests)
+        return
     flags.DEFINE_string("dataset", "digits", "Dataset registry name (digits, fashion_mnist, cifar10, ...).")
     flags.DEFINE_string("model", "", "Model registry name; empty = the dataset's default model.")
     flags.DEFINE_string("data_dir", None, "Directory holding the dataset files; default: its standard location.")
@@ -26,6 +28,17 @@ def define_experiment_flags() -> None:
     flags.DEFINE_string("pruner", "l1_unstructured", "Pruner registry name for the victim.")
     flags.DEFINE_float("sparsity", 0.7, "Fraction of prunable weights removed from the victim, in (0, 1).")
     flags.DEFINE_string("schedule", "constant", "constant (one-shot, as the paper) or polynomial (gradual).")
+    flags.DEFINE_enum("scope", "layer", ["layer", "global"], "l1_unstructured: per-layer (paper) or one global "
+                      "magnitude threshold.")
+    flags.DEFINE_string("m_by_n", "", "l1_unstructured: tfmot M:N sparsity, e.g. 2:4 (with --sparsity=0.5).")
+    flags.DEFINE_enum("slimming_mode", "l1", ["l1", "one_shot"], "slimming: l1 = network slimming with a gamma-L1 "
+                      "sparsity phase; one_shot = the authors' nni SlimPruner (no L1 phase).")
+    flags.DEFINE_float("slimming_l1", 1e-4, "slimming: strength of the L1 penalty on BN gammas (Liu et al.: 1e-4).")
+    flags.DEFINE_integer("admm_iterations", 10, "admm: number of ADMM iterations (W-, Z- and dual steps).")
+    flags.DEFINE_integer("admm_epochs", 1, "admm: training epochs of each W-step.")
+    flags.DEFINE_float("admm_rho", 1e-3, "admm: initial penalty rho.")
+    flags.DEFINE_float("admm_rho_growth", 1.3, "admm: rho multiplier after every ADMM iteration.")
+    flags.DEFINE_float("admm_rho_max", 1.0, "admm: cap of rho.")
     flags.DEFINE_string("shadow_pruner", None, "Pruner of the attacker's shadows; default: the victim's.")
     flags.DEFINE_float("shadow_sparsity", None, "Sparsity of the attacker's shadows; default: the victim's.")
     flags.DEFINE_list("attacks", ["samia", "conf", "entropy", "mentr"], "Attack registry names, or 'all'.")
@@ -33,6 +46,42 @@ def define_experiment_flags() -> None:
     flags.DEFINE_integer("num_perturbations", 10, "Gaussian directions per sample for the sensitivity signal.")
     flags.DEFINE_float("perturbation_epsilon", 1e-3, "Finite-difference step of the sensitivity signal.")
     flags.DEFINE_string("run_root", "runs", "Directory holding all run directories.")
+    flags.DEFINE_integer("num_reference_models", 2, "Extra reference models (even; trained on halves of the "
+                         "victim's train+test pool) for lira_online / rmia_online; trained only for those.")
+    flags.DEFINE_integer("bootstrap_resamples", 200, "Bootstrap resamples of the attack metrics' 95% intervals "
+                         "(0 disables them).")
+    define_defense_flags()
+    flags.DEFINE_integer("max_samples", 0, "Use a seeded random subset of this many records (0: all) for "
+                         "affordable CPU runs; it gets its own run directory.")
+
+
+def define_defense_flags() -> None:
+    flags.DEFINE_string("defense", "none", "Defense while fine-tuning the pruned victim: none, ppb, adv, dp, "
+                        "mcmia (mcmia needs --pruner=admm).")
+    flags.DEFINE_float("defense_arg", None, "Defense strength: PPB lambda (default 4), adv/mcmia theta "
+                       "(default 4), dp noise multiplier sigma (default 1.0).")
+    flags.DEFINE_boolean("adaptive", False, "Also attack with shadows fine-tuned with the same defense and "
+                         "strength, reported beside the non-adaptive attack.")
+    flags.DEFINE_enum("adv_mode", "proper", ["proper", "as_coded"], "adv/mcmia: proper = k inference steps per "
+                      "classifier step over the epoch (Nasr); as_coded = the authors' one classifier step per epoch.")
+    flags.DEFINE_integer("adv_steps", 7, "adv/mcmia: inference-model steps k per classifier step.")
+    flags.DEFINE_boolean("mcmia_retrain_game", True, "mcmia: keep the min-max game in masked retraining too.")
+    flags.DEFINE_float("dp_clip", 1.0, "dp: per-example gradient clip norm C.")
+    flags.DEFINE_float("dp_target_epsilon", None, "dp: calibrate the noise multiplier to this epsilon over "
+                       "--finetune_epochs (overrides --defense_arg).")
+    flags.DEFINE_float("dp_delta", None, "dp: delta of the reported epsilon; default 1/N (N = training set).")
+    flags.DEFINE_enum("dp_optimizer", "adam", ["adam", "sgd"], "dp: TF Privacy DP optimiser.")
+
+
+def defense_config_from_flags(strength=None):
+    """The DefenseConfig of the defense flags; `strength` overrides --defense_arg (the tuner's trials)."""
+    from tfprune_mia.defenses import DefenseConfig
+
+    return DefenseConfig(FLAGS.defense, FLAGS.defense_arg if strength is None else strength,
+                         adv_mode=FLAGS.adv_mode, adv_steps=FLAGS.adv_steps,
+                         mcmia_retrain_game=FLAGS.mcmia_retrain_game, dp_clip=FLAGS.dp_clip,
+                         dp_target_epsilon=FLAGS.dp_target_epsilon, dp_delta=FLAGS.dp_delta,
+                         dp_optimizer=FLAGS.dp_optimizer)
 
 
 def experiment_config_from_flags():
@@ -46,16 +95,23 @@ def experiment_config_from_flags():
     finetune = TrainConfig(epochs=FLAGS.finetune_epochs, batch_size=FLAGS.batch_size,
                            learning_rate=FLAGS.learning_rate, weight_decay=FLAGS.weight_decay,
                            patience=FLAGS.patience)
-    prune = PruneConfig(FLAGS.pruner, FLAGS.sparsity, FLAGS.schedule)
+    # The pruner options apply to the shadows too, so an attacker who knows the method knows all of it.
+    options = dict(schedule=FLAGS.schedule, scope=FLAGS.scope, m_by_n=FLAGS.m_by_n,
+                   slimming_mode=FLAGS.slimming_mode, slimming_l1=FLAGS.slimming_l1,
+                   admm_iterations=FLAGS.admm_iterations, admm_epochs=FLAGS.admm_epochs, admm_rho=FLAGS.admm_rho,
+                   admm_rho_growth=FLAGS.admm_rho_growth, admm_rho_max=FLAGS.admm_rho_max)
+    prune = PruneConfig(FLAGS.pruner, FLAGS.sparsity, **options)
     shadow_prune = PruneConfig(FLAGS.shadow_pruner or FLAGS.pruner,
                                FLAGS.sparsity if FLAGS.shadow_sparsity is None else FLAGS.shadow_sparsity,
-                               FLAGS.schedule)
+                               **options)
     attacks = tuple(ATTACKS.names()) if FLAGS.attacks == ["all"] else tuple(FLAGS.attacks)
     return ExperimentConfig(
         dataset=FLAGS.dataset, model=FLAGS.model, data_dir=FLAGS.data_dir, seed=FLAGS.seed,
         num_shadows=FLAGS.num_shadows, train=train, finetune=finetune, prune=prune, shadow_prune=shadow_prune,
         attacks=attacks, attack_epochs=FLAGS.attack_epochs,
-        signals=SignalConfig(FLAGS.num_perturbations, FLAGS.perturbation_epsilon), run_root=FLAGS.run_root)
+        signals=SignalConfig(FLAGS.num_perturbations, FLAGS.perturbation_epsilon), run_root=FLAGS.run_root,
+        num_reference_models=FLAGS.num_reference_models, bootstrap_resamples=FLAGS.bootstrap_resamples,
+        defense=defense_config_from_flags(), adaptive=FLAGS.adaptive, max_samples=FLAGS.max_samples)
 
 
 def run_main(main: Callable[[], int]) -> None:

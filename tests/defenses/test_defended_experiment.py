@@ -1,0 +1,104 @@
+"""Defenses inside the experiment flow: sparsity untouched, adaptive vs non-adaptive shadows, caching, tables,
+and the keras-tuner search -- on a 600-record digits subset with 1-epoch trainings."""
+import dataclasses
+
+import numpy as np
+import pytest
+
+from tfprune_mia.backend import keras, set_seed
+from tfprune_mia.data import load_dataset
+from tfprune_mia.defenses import DefenseConfig, DefenseContext, make_defense
+from tfprune_mia.errors import ConfigError
+from tfprune_mia.experiment import ExperimentConfig, run_experiment
+from tfprune_mia.models import build_model
+from tfprune_mia.pruning import PruneConfig, prune_and_finetune
+from tfprune_mia.pruning.sparsity import sparsity_report
+from tfprune_mia.report import defense_comparison_table, summary_table
+from tfprune_mia.training import TrainConfig, fit_classifier
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    set_seed(0)
+    data = load_dataset("digits")
+    order = np.random.default_rng(0).permutation(len(data))
+    train, dev = (data.x[order[:256]], data.y[order[:256]]), (data.x[order[256:384]], data.y[order[256:384]])
+    net = build_model("small_cnn", (8, 8, 1), 10)
+    fit_classifier(net, train, dev, TrainConfig(epochs=2, batch_size=32), tmp_path_factory.mktemp("orig"), seed=0)
+    return net, train, dev
+
+
+@pytest.mark.parametrize("defense, pruner", [("none", "l1_unstructured"), ("ppb", "l1_unstructured"),
+                                             ("adv", "l1_unstructured"), ("dp", "l1_unstructured"),
+                                             ("mcmia", "admm")])
+def test_defenses_keep_the_pruned_sparsity(trained, tmp_path, defense, pruner):
+    net, train, dev = trained
+    clone = keras.models.clone_model(net)
+    clone.set_weights(net.get_weights())
+    config = TrainConfig(epochs=1, batch_size=32)
+    prune = PruneConfig(pruner, 0.7, admm_iterations=1) if pruner == "admm" else PruneConfig(pruner, 0.7)
+    hooks = make_defense(DefenseConfig(defense, adv_steps=1)).hooks(DefenseContext(train, dev, 10, config, 0))
+    pruned, _ = prune_and_finetune(clone, prune, train, dev, config, tmp_path, 0, loss_terms=hooks)
+    report = sparsity_report(pruned)
+    for name, layer in report["layers"].items():
+        assert layer["sparsity"] == pytest.approx(0.7, abs=0.01), name
+    assert report["prunable_sparsity"] == pytest.approx(0.7, abs=0.005)
+
+
+def tiny_config(tmp_path, **kwargs):
+    kwargs.setdefault("max_samples", 600)
+    finetune = TrainConfig(epochs=1, batch_size=32)
+    return ExperimentConfig(dataset="digits", seed=3, num_shadows=1, train=TrainConfig(epochs=1, batch_size=32),
+                            finetune=finetune, attacks=("conf", "loss"), attack_epochs=1, bootstrap_resamples=0,
+                            run_root=str(tmp_path), **kwargs)
+
+
+def test_adaptive_attack_uses_defended_shadows_and_shares_the_undefended_ones(tmp_path):
+    base = tiny_config(tmp_path)
+    plain = run_experiment(base)
+    ppb = run_experiment(dataclasses.replace(base, defense=DefenseConfig("ppb"), adaptive=True))
+    assert set(ppb["attacks"]) == {"original", "pruned", "pruned_adaptive"}
+    assert ppb["models"]["pruned"]["defense"]["key"] == "ppb-4"
+    # Non-adaptive shadows are the undefended run's cached models: same signals, same attack inputs.
+    pruned_dirs = sorted(p.name for p in base.base_dir.iterdir() if p.name.startswith("l1_unstructured"))
+    assert len(pruned_dirs) == 2  # undefended (victim + shadow) and ppb (victim + adaptive shadow)
+    assert plain["attacks"]["pruned"]["conf"]["auc"] != ppb["attacks"]["pruned"]["conf"]["auc"]  # defended victim
+    assert ppb["models"]["original"]["test_accuracy"] == plain["models"]["original"]["test_accuracy"]
+    assert base.base_dir.name == "digits-n600-small_cnn-seed3"
+    text = summary_table(ppb)
+    assert "defense: ppb-4" in text and "non-adapt / adaptive" in text
+    table = defense_comparison_table([plain, ppb])
+    assert "| l1_unstructured | none | 1 |" in table and "| l1_unstructured | ppb-4 | 1 |" in table
+    assert table.count("### digits (n=600) / small_cnn, sparsity 0.7") == 1
+
+
+def test_dp_epsilon_lands_in_the_run_json(tmp_path):
+    report = run_experiment(dataclasses.replace(tiny_config(tmp_path), defense=DefenseConfig("dp", 1.0)))
+    defense = report["models"]["pruned"]["defense"]
+    assert 0 < defense["epsilon"] < float("inf") and defense["delta"] == pytest.approx(1 / defense["members"])
+    assert defense["members"] < 600 and defense["steps"] == defense["epochs"] * int(np.ceil(defense["members"] / 32))
+    assert "epsilon = " in summary_table(report)
+    assert "dp-s1-c1-adam" in defense_comparison_table([report])
+
+
+def test_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match="--adaptive needs a defense"):
+        tiny_config(tmp_path, adaptive=True)
+    with pytest.raises(ConfigError, match="built on the admm pruner"):
+        tiny_config(tmp_path, defense=DefenseConfig("mcmia"))
+    with pytest.raises(ConfigError, match="max_samples=5"):
+        tiny_config(tmp_path, max_samples=5)
+
+
+def test_tuner_searches_the_strength_and_logs_hparams(tmp_path):
+    from tfprune_mia.defenses.tuning import TuneConfig, format_tuning, tune_defense
+
+    config = tiny_config(tmp_path, defense=DefenseConfig("ppb"))
+    summary = tune_defense(config, TuneConfig(0.5, 8.0, max_trials=2, metric="auc", bound=1.0), run_experiment,
+                           tmp_path / "tuning")
+    assert len(summary["trials"]) == 2
+    assert all(0.5 <= row["defense_arg"] <= 8.0 for row in summary["trials"])
+    # bound 1.0: every trial is feasible, so the best is the most accurate one.
+    assert summary["best"]["test_accuracy"] == max(row["test_accuracy"] for row in summary["trials"])
+    assert list((tmp_path / "tuning" / "tensorboard").rglob("events.out.tfevents*"))
+    assert "best feasible" in format_tuning(summary)

@@ -1,0 +1,165 @@
+"""DP-SGD fine-tuning with TF Privacy (spec §6.3 with the fixes of §10 #8): true per-example clipping, Gaussian
+noise, and epsilon from an RDP accountant (dp_accounting), stored in the run JSON.
+
+- Per-example gradients: TrainingModel hands the per-example loss vector and its tape to this hook, which runs
+  TF Privacy's DP optimiser (`GenericDPAdamOptimizer` / `GenericDPSGDOptimizer` with a Gaussian sum query,
+  num_microbatches=None = one microbatch per example) to clip each example's gradient to C and add N(0, (C sigma)^2).
+- Pruned weights: tfmot's layers use the raw kernel, so a pruned entry still gets a gradient; it would spend
+  clip budget on weights that are reset to 0 after the step (the authors' bug). The query multiplies each
+  example's gradient by the masks before clipping; the noised result is masked again (post-processing).
+- BatchNorm is frozen (trainable=False, so it runs on the original model's moving statistics): in training mode
+  its batch statistics make each example's output depend on the other examples of the batch, and per-example
+  clipping would then no longer bound one example's influence. Freezing keeps the pretrained statistics, which
+  GroupNorm replacement would throw away.
+- Coupled weight decay is added after noising: it depends on the weights only, so it is post-processing.
+- Accounting assumes Poisson sampling with q = B / N (the standard DP-SGD analysis) while Keras feeds shuffled
+  fixed-size batches, as TF Privacy's own tutorials do; steps count every epoch run (early stopping selects
+  by the dev split, but over models that saw all those steps). delta defaults to 1 / N.
+- Scope: epsilon covers the fine-tuning only. The original model was trained on the same members without DP
+  and the masks come from it, so the released model is not DP as a whole; the number measures this stage.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import dp_accounting
+from tensorflow_privacy.privacy.analysis.compute_dp_sgd_privacy_lib import compute_dp_sgd_privacy_statement
+from tensorflow_privacy.privacy.dp_query.gaussian_query import GaussianSumQuery
+from tensorflow_privacy.privacy.optimizers.dp_optimizer_keras import GenericDPAdamOptimizer, GenericDPSGDOptimizer
+
+from tfprune_mia.backend import keras, tf
+from tfprune_mia.defenses.base import DEFENSES, Defense, DefenseContext
+from tfprune_mia.errors import ConfigError
+from tfprune_mia.training import TrainingHook
+
+DP_OPTIMIZERS = {"adam": lambda query, lr: GenericDPAdamOptimizer(dp_sum_query=query, num_microbatches=None,
+                                                                  learning_rate=lr, epsilon=1e-8),
+                 "sgd": lambda query, lr: GenericDPSGDOptimizer(dp_sum_query=query, num_microbatches=None,
+                                                                learning_rate=lr)}
+
+
+def dp_epsilon(noise_multiplier: float, sample_rate: float, steps: int, delta: float) -> float:
+    """epsilon of `steps` Poisson-subsampled Gaussian mechanisms (RDP accountant); inf without noise."""
+    if noise_multiplier <= 0:
+        return float("inf")
+    if steps <= 0:
+        return 0.0
+    accountant = dp_accounting.rdp.RdpAccountant()
+    event = dp_accounting.PoissonSampledDpEvent(sample_rate, dp_accounting.GaussianDpEvent(noise_multiplier))
+    accountant.compose(dp_accounting.SelfComposedDpEvent(event, int(steps)))
+    return float(accountant.get_epsilon(delta))
+
+
+def calibrate_noise(target_epsilon: float, sample_rate: float, steps: int, delta: float) -> float:
+    """The smallest noise multiplier (to 0.1%) whose epsilon after `steps` steps is at most target_epsilon."""
+    low, high = 0.0, 1.0
+    while dp_epsilon(high, sample_rate, steps, delta) > target_epsilon:
+        low, high = high, high * 2
+        if high > 1e4:
+            raise ConfigError(f"dp_target_epsilon={target_epsilon} is unreachable for {steps} steps; raise it")
+    while high - low > 1e-3 * high:
+        middle = 0.5 * (low + high)
+        if dp_epsilon(middle, sample_rate, steps, delta) > target_epsilon:
+            low = middle
+        else:
+            high = middle
+    return high
+
+
+class MaskedGaussianSumQuery(GaussianSumQuery):
+    """GaussianSumQuery that zeroes the pruned entries of each example's gradient before clipping it."""
+
+    masks = None  # per record entry: a mask variable or None; set at trace time by DPTraining
+
+    def preprocess_record_impl(self, params, record):
+        if self.masks is not None:
+            record = [r if m is None else r * tf.cast(m, r.dtype) for r, m in zip(record, self.masks)]
+        return super().preprocess_record_impl(params, record)
+
+
+def freeze_batch_norm(net: keras.Model) -> int:
+    frozen = 0
+    for layer in net.submodules:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False
+            frozen += 1
+    return frozen
+
+
+class DPTraining(TrainingHook):
+    computes_gradients = True
+
+    def __init__(self, noise_multiplier: float, l2_norm_clip: float, optimizer: str = "adam"):
+        self.noise_multiplier = float(noise_multiplier)
+        self.l2_norm_clip = float(l2_norm_clip)
+        self.optimizer_name = optimizer
+        self.model = None
+
+    def attach(self, model):
+        others = [term for term in model.loss_terms if term is not self]
+        if others:
+            raise ConfigError("DP-SGD clips per-example gradients and cannot be combined with other loss terms "
+                              "(batch-level terms couple examples); use --defense=dp alone with a standard pruner")
+        self.model = model
+        freeze_batch_norm(model.net)
+        self.masks = {variable.ref(): mask for variable, mask in model.mask_pairs}
+
+    def make_optimizer(self, config):
+        query = MaskedGaussianSumQuery(self.l2_norm_clip, self.l2_norm_clip * self.noise_multiplier)
+        return DP_OPTIMIZERS[self.optimizer_name](query, config.learning_rate)
+
+    def compute_gradients(self, tape, per_example_loss, variables):
+        optimizer = self.model.optimizer
+        query = getattr(optimizer, "_dp_sum_query", None)
+        if not isinstance(query, MaskedGaussianSumQuery):
+            raise ConfigError("the DP defense needs its own DP optimiser; do not pass optimizer= to fit_classifier")
+        masks = [self.masks.get(variable.ref()) for variable in variables]
+        query.masks = masks
+        # TF Privacy's DP optimisers compute, clip and noise per-example gradients here (apply_gradients asserts
+        # that this ran); there is no public method that returns the noised gradients without applying them.
+        grads_and_vars = optimizer._compute_gradients(per_example_loss, variables, tape=tape)
+        return [g if m is None else g * tf.cast(m, g.dtype) for (g, _), m in zip(grads_and_vars, masks)]
+
+
+@DEFENSES.register("dp")
+class DPSGD(Defense):
+    default_strength = 1.0  # noise multiplier sigma (the authors' 0.1 gives no meaningful epsilon)
+    fields = ("strength", "dp_clip", "dp_target_epsilon", "dp_delta", "dp_optimizer")
+
+    @classmethod
+    def key(cls, config):
+        noise = (f"eps{config.dp_target_epsilon:g}" if config.dp_target_epsilon is not None
+                 else f"s{config.strength:g}")
+        delta = "" if config.dp_delta is None else f"-d{config.dp_delta:g}"
+        return f"dp-{noise}-c{config.dp_clip:g}-{config.dp_optimizer}{delta}"
+
+    def delta(self, context: DefenseContext) -> float:
+        return self.config.dp_delta if self.config.dp_delta is not None else 1.0 / context.num_members
+
+    def sample_rate(self, context: DefenseContext) -> float:
+        return min(1.0, context.train_config.batch_size / context.num_members)
+
+    def noise_multiplier(self, context: DefenseContext) -> float:
+        if self.config.dp_target_epsilon is None:
+            return float(self.config.strength)
+        # Calibrated for the maximum number of epochs, so early stopping can only spend less.
+        steps = context.train_config.epochs * context.steps_per_epoch
+        return calibrate_noise(self.config.dp_target_epsilon, self.sample_rate(context), steps, self.delta(context))
+
+    def hooks(self, context):
+        return [DPTraining(self.noise_multiplier(context), self.config.dp_clip, self.config.dp_optimizer)]
+
+    def summary(self, context, fit):
+        sigma = self.noise_multiplier(context)
+        steps = fit.epochs_completed * context.steps_per_epoch
+        delta = self.delta(context)
+        summary = {"noise_multiplier": sigma, "l2_norm_clip": self.config.dp_clip, "delta": delta,
+                   "members": context.num_members,
+                   "sample_rate": self.sample_rate(context), "steps": steps,
+                   "epochs": fit.epochs_completed, "epsilon": dp_epsilon(sigma, self.sample_rate(context), steps, delta),
+                   "accounting": "RDP, Poisson-subsampled Gaussian (dp_accounting); fine-tuning stage only"}
+        if sigma > 0 and steps > 0:
+            summary["statement"] = compute_dp_sgd_privacy_statement(
+                number_of_examples=context.num_members, batch_size=context.train_config.batch_size,
+                num_epochs=fit.epochs_completed, noise_multiplier=sigma, delta=delta)
+        return summary
