@@ -30,6 +30,9 @@ def _tf_privacy_lines(report: Dict) -> List[str]:
     suite = report.get("tf_privacy") or {}
     if not suite:
         return []
+    reasons = {results["skipped"] for results in suite.values() if "skipped" in results}
+    if len(reasons) == 1 and all("skipped" in results for results in suite.values()):
+        return ["", f"TF Privacy MIA suite: skipped ({reasons.pop()})"]  # one line, not one per setting
     lines = ["", "TF Privacy MIA suite (AUC / attacker advantage):"]
     for setting, results in suite.items():
         if "skipped" in results:
@@ -56,9 +59,10 @@ def summary_table(report: Dict) -> str:
                        f"{models['pruned']['sparsity']['prunable_sparsity']:.4f}"], widths))
     if "footprint" in models["pruned"]:
         before, after = models["pruned"]["original_footprint"], models["pruned"]["footprint"]
-        for key, label, scale in (("params", "parameters", 1), ("flops", "MFLOPs", 1e-6),
-                                  ("h5_gzip_bytes", "gzip size (KB)", 1 / 1024)):
-            lines.append(_row([label, f"{before[key] * scale:.0f}", f"{after[key] * scale:.0f}"], widths))
+        for key, label, scale, digits in (("params", "parameters (stored)", 1, 0), ("flops", "MFLOPs", 1e-6, 2),
+                                          ("h5_gzip_bytes", "gzip size (KB)", 1 / 1024, 0)):
+            lines.append(_row([label, f"{before[key] * scale:.{digits}f}", f"{after[key] * scale:.{digits}f}"],
+                              widths))
     divergence = report["divergence"]
     for key, label in (("confidence_gap", "confidence gap"), ("sensitivity_gap", "sensitivity gap"),
                        ("generalisation_gap", "generalisation gap")):

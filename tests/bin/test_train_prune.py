@@ -26,12 +26,11 @@ def test_train_prune_prints_the_table_and_writes_the_result(tmp_path):
     assert str(path) in result.stdout
 
 
+# The full bad-input corpus runs in-process (tests/reliability/test_bad_inputs.py); these two prove the path
+# through a real process: exit status and stderr as a shell user sees them.
 @pytest.mark.parametrize("flag,message", [
     ("--sparsity=1.5", "sparsity=1.5: must be strictly between 0 and 1"),
-    ("--sparsity=0", "sparsity=0.0: must be strictly between 0 and 1"),
     ("--dataset=imagenet", "unknown dataset 'imagenet'; choose one of:"),
-    ("--pruner=random", "unknown pruner 'random'; choose one of:"),
-    ("--epochs=-1", "epochs=-1: must be at least 1"),
 ])
 def test_bad_flags_fail_with_one_line_before_any_work(tmp_path, flag, message):
     result = run_binary(f"--run_root={tmp_path}", flag)

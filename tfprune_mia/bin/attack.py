@@ -8,24 +8,11 @@ ran without it) is a one-line error telling to run train_prune first.
 """
 from __future__ import annotations
 
-from absl import logging
-
-from tfprune_mia.bin.common import define_experiment_flags, experiment_config_from_flags, run_main
+from tfprune_mia.bin.common import define_experiment_flags, run_experiment_binary, run_main
 
 define_experiment_flags()
 
-
-def main() -> int:
-    config = experiment_config_from_flags()  # validates every flag before any work starts
-    from tfprune_mia.backend import enable_determinism
-    from tfprune_mia.experiment import rerun_attacks
-    from tfprune_mia.report import summary_table
-
-    enable_determinism()
-    logging.info("run directory: %s", config.base_dir)
-    report = rerun_attacks(config)
-    print(summary_table(report))
-    return 0
+main = run_experiment_binary("rerun_attacks")
 
 
 def run() -> None:

@@ -129,3 +129,21 @@ def run_main(main: Callable[[], int]) -> None:
             return 2
 
     app.run(wrapped)
+
+
+def run_experiment_binary(library_call: str) -> Callable[[], int]:
+    """The `main` of a binary that runs one configuration: flags -> config (validated before any work) ->
+    `tfprune_mia.experiment.<library_call>(config)` -> the summary table on stdout."""
+
+    def main() -> int:
+        config = experiment_config_from_flags()
+        from tfprune_mia import experiment
+        from tfprune_mia.backend import enable_determinism
+        from tfprune_mia.report import summary_table
+
+        enable_determinism()
+        logging.info("run directory: %s", config.base_dir)
+        print(summary_table(getattr(experiment, library_call)(config)))
+        return 0
+
+    return main

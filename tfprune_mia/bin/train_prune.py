@@ -6,24 +6,11 @@
 """
 from __future__ import annotations
 
-from absl import logging
-
-from tfprune_mia.bin.common import define_experiment_flags, experiment_config_from_flags, run_main
+from tfprune_mia.bin.common import define_experiment_flags, run_experiment_binary, run_main
 
 define_experiment_flags()
 
-
-def main() -> int:
-    config = experiment_config_from_flags()  # validates every flag before any work starts
-    from tfprune_mia.backend import enable_determinism
-    from tfprune_mia.experiment import run_experiment
-    from tfprune_mia.report import summary_table
-
-    enable_determinism()
-    logging.info("run directory: %s", config.base_dir)
-    report = run_experiment(config)
-    print(summary_table(report))
-    return 0
+main = run_experiment_binary("run_experiment")
 
 
 def run() -> None:
