@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from tfprune_mia.backend import keras, set_seed, tf
+from tfprune_mia.backend import set_seed, tf
 from tfprune_mia.data import load_dataset
 from tfprune_mia.errors import ConfigError, TrainingError
 from tfprune_mia.models import build_model

@@ -445,7 +445,6 @@ class Experiment:
         return self.config.base_dir / "results" / f"{self.config.result_key()}.json"
 
     def run(self) -> Dict:
-        config = self.config
         path = self.result_path
         if path.exists():
             logging.info("reusing %s", path)

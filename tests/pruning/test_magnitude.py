@@ -1,4 +1,3 @@
-import numpy as np
 import pytest
 
 from pruning_nets import tiny_cnn, tiny_fc

@@ -5,7 +5,6 @@ Stage order with TINY_FLAGS (victim + 1 shadow, 2 epochs, 1 fine-tuning epoch): 
 victim's original training, 3-4 the shadow's, 5 the victim's fine-tuning, 6 the shadow's.
 """
 import json
-from pathlib import Path
 
 import pytest
 

@@ -20,8 +20,6 @@ noise, and epsilon from an RDP accountant (dp_accounting), stored in the run JSO
 """
 from __future__ import annotations
 
-from typing import Optional
-
 import dp_accounting
 from tensorflow_privacy.privacy.analysis.compute_dp_sgd_privacy_lib import compute_dp_sgd_privacy_statement
 from tensorflow_privacy.privacy.dp_query.gaussian_query import GaussianSumQuery

@@ -10,7 +10,6 @@ is named. Each trial is one cached experiment: the originals and the undefended 
 from __future__ import annotations
 
 import dataclasses
-import math
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
