@@ -53,7 +53,7 @@ def tiny_config(tmp_path, **kwargs):
                             run_root=str(tmp_path), **kwargs)
 
 
-def test_adaptive_attack_uses_defended_shadows_and_shares_the_undefended_ones(tmp_path):
+def test_adaptive_attack_uses_defended_shadows_and_shares_the_undefended_ones(tmp_path, capsys):
     base = tiny_config(tmp_path)
     plain = run_experiment(base)
     ppb = run_experiment(dataclasses.replace(base, defense=DefenseConfig("ppb"), adaptive=True))
@@ -70,6 +70,19 @@ def test_adaptive_attack_uses_defended_shadows_and_shares_the_undefended_ones(tm
     table = defense_comparison_table([plain, ppb])
     assert "| l1_unstructured | none | 1 |" in table and "| l1_unstructured | ppb-4 | 1 |" in table
     assert table.count("### digits (n=600) / small_cnn, sparsity 0.7") == 1
+    # The compare_defenses binary prints the same table from the result files on disk.
+    from absl import flags
+
+    from tfprune_mia.bin import compare_defenses
+
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS(["compare_defenses", f"--results={base.base_dir}/results/*.json"])
+    try:
+        capsys.readouterr()
+        assert compare_defenses.main() == 0
+        assert capsys.readouterr().out.strip() == table.strip()
+    finally:
+        flags.FLAGS.unparse_flags()
 
 
 def test_dp_epsilon_lands_in_the_run_json(tmp_path):
