@@ -128,7 +128,17 @@ def run_main(main: Callable[[], int]) -> None:
             print(f"error: {err}", file=sys.stderr)
             return 2
 
-    app.run(wrapped)
+    app.run(wrapped, flags_parser=_parse_flags_or_exit)
+
+
+def _parse_flags_or_exit(argv):
+    """absl's own parser, but a malformed value (e.g. --sparsity=abc) ends like every other bad input: one
+    `error:` line and exit code 2, instead of absl's two-line FATAL message and exit code 1."""
+    try:
+        return FLAGS(argv)
+    except flags.Error as err:
+        print(f"error: {err}; see --helpfull for every flag and its type", file=sys.stderr)
+        sys.exit(2)
 
 
 def run_experiment_binary(library_call: str) -> Callable[[], int]:
