@@ -12,7 +12,7 @@ import os
 import platform
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from absl import logging
@@ -353,28 +353,28 @@ class Experiment:
         faults.point("stage.signals")
         return signals
 
+    def load_unless_cached(self, store: ModelStore, subsets: Sequence[str]) -> Optional[keras.Model]:
+        """The model, loaded once for all of `subsets` whose signals are not cached yet (None if all are)."""
+        cached = all(self.signals_path(store, subset).exists() for subset in subsets)
+        return None if cached else store.load()
+
     def membership(self, store: ModelStore, role: str) -> MembershipSet:
         """Members = the model's training split, non-members = its held-out test split."""
-        cached = all(self.signals_path(store, subset).exists() for subset in ("train", "test"))
-        net = None if cached else store.load()
+        net = self.load_unless_cached(store, ("train", "test"))
         return MembershipSet.from_parts(self.signals(store, role, "train", net),
                                         self.signals(store, role, "test", net))
 
-    def target_signals(self, store: ModelStore, subset: str) -> Signals:
+    def target_signals(self, store: ModelStore, subset: str, net: Optional[keras.Model] = None) -> Signals:
         """A model's posteriors/logits (no sensitivity: no reference attack reads it) on the victim's `subset`
         (train = members, test = non-members, dev = population), cached beside the model."""
         path = self.signals_path(store, f"target-{subset}")
         if path.exists():
             return Signals.load(path)
-        if self._last_loaded[0] != store.directory:  # one model kept: its other subsets reuse it
-            self._last_loaded = (store.directory, store.load())
-        net = self._last_loaded[1]
+        net = net or store.load()
         signals = compute_signals(net, *self.arrays(getattr(self.split.victim, subset)), self.config.signals,
                                   with_sensitivity=False)
         signals.save(path)
         return signals
-
-    _last_loaded: Tuple[Optional[Path], Optional[keras.Model]] = (None, None)
 
     def reference_signals(self, setting: str) -> ReferenceSignals:
         """Every reference model's signals on the target samples (victim train then test, as the target
@@ -386,13 +386,15 @@ class Experiment:
         pool = np.concatenate([victim.train, victim.test])
         roles = self.split.roles[1:] + (self.reference_roles if self.config.uses_reference_models else [])
         models, population, is_in = [], [], []
+        subsets = ("train", "test", "dev")
         for role in roles:
             store = stage(role)
-            models.append(Signals.concat([self.target_signals(store, "train"), self.target_signals(store, "test")]))
-            population.append(self.target_signals(store, "dev"))
+            net = self.load_unless_cached(store, [f"target-{subset}" for subset in subsets])
+            train, test, dev = (self.target_signals(store, subset, net) for subset in subsets)
+            models.append(Signals.concat([train, test]))
+            population.append(dev)
             is_in.append(np.isin(pool, self.part(role).train))
         population_target = self.target_signals(stage("victim"), "dev")
-        self._last_loaded = (None, None)
         return ReferenceSignals(tuple(models), np.stack(is_in), population_target, tuple(population))
 
     # -- attacks ----------------------------------------------------------------------------------------
