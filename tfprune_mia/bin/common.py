@@ -1,6 +1,7 @@
 """Flags and error handling shared by the absl binaries: flags -> frozen configs -> library call."""
 from __future__ import annotations
 
+import dataclasses
 import sys
 from typing import Callable
 
@@ -92,9 +93,7 @@ def experiment_config_from_flags():
 
     train = TrainConfig(epochs=FLAGS.epochs, batch_size=FLAGS.batch_size, learning_rate=FLAGS.learning_rate,
                         weight_decay=FLAGS.weight_decay, patience=FLAGS.patience)
-    finetune = TrainConfig(epochs=FLAGS.finetune_epochs, batch_size=FLAGS.batch_size,
-                           learning_rate=FLAGS.learning_rate, weight_decay=FLAGS.weight_decay,
-                           patience=FLAGS.patience)
+    finetune = dataclasses.replace(train, epochs=FLAGS.finetune_epochs)  # same recipe, fewer epochs
     # The pruner options apply to the shadows too, so an attacker who knows the method knows all of it.
     options = dict(schedule=FLAGS.schedule, scope=FLAGS.scope, m_by_n=FLAGS.m_by_n,
                    slimming_mode=FLAGS.slimming_mode, slimming_l1=FLAGS.slimming_l1,
