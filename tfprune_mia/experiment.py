@@ -419,17 +419,14 @@ class Experiment:
             started = time.time()
             attack = make_attack(name, context)
             try:
-                if attack.needs_reference:
-                    attack.fit(shadow, reference)
-                else:
-                    attack.fit(shadow)
+                attack.check_inputs(shadow, reference)
+                attack.fit(shadow, reference)
             except OptionalDependencyError as err:
                 logging.warning("skipping attack %s: %s", name, err)
                 results[name] = {"skipped": str(err)}
                 continue
             faults.point("stage.attack")
-            scores[name] = (attack.score(target.signals, reference) if attack.needs_reference
-                            else attack.score(target.signals))
+            scores[name] = attack.score(target.signals, reference)
             threshold = attack.decision_threshold
             results[name] = {
                 **attack_metrics(scores[name], target.is_member, threshold),

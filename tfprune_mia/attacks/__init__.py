@@ -7,4 +7,7 @@ from tfprune_mia.attacks import neural, reference, samia, tfp_bridge, threshold 
 
 
 def make_attack(name: str, context: AttackContext = AttackContext()) -> Attack:
-    return ATTACKS.get(name)(context)
+    """A fresh attack by registry name, e.g. `make_attack("conf").run(shadow, target.signals)`."""
+    attack = ATTACKS.get(name)(context)
+    attack.registry_name = name
+    return attack

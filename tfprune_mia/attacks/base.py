@@ -1,9 +1,10 @@
 """The attack interface: attacks consume signals only, `fit` on shadow data and `score` target samples.
 
-Reference-model attacks (LiRA, RMIA) additionally read `ReferenceSignals`: the attacker's reference models'
-signals on the very target samples, with which of those models trained on each sample (IN) or not (OUT), plus
-population samples that are non-members of every model. Attacks that do not need it ignore the argument, so
-`fit(shadow)` / `score(signals)` keep working unchanged.
+One contract for every attack: `fit(shadow, reference=None)` then `score(signals, reference=None)`. Reference-model
+attacks (LiRA, RMIA) read `ReferenceSignals`: the attacker's reference models' signals on the very target samples,
+with which of those models trained on each sample (IN) or not (OUT), plus population samples that are non-members
+of every model. Attacks that do not need an input ignore it, so callers never branch on the kind of attack;
+`check_inputs` turns a missing input into one clear error before any work.
 """
 from __future__ import annotations
 
@@ -65,8 +66,9 @@ class Attack(abc.ABC):
     a member); `decision_threshold` turns scores into the attack's own member / non-member decisions."""
 
     decision_threshold: float = 0.0
-    # Reference-model attacks set these: they then need `reference=` in fit/score (and, when needs_in_models,
-    # reference models that trained on some target samples; the experiment builds those only on demand).
+    # What the attack learns from: shadow models' members/non-members, and/or reference models' signals on the
+    # target samples (needs_in_models: some reference models trained on target samples; built only on demand).
+    needs_shadow: bool = True
     needs_reference: bool = False
     needs_in_models: bool = False
 
@@ -74,25 +76,33 @@ class Attack(abc.ABC):
         self.context = context
 
     @abc.abstractmethod
-    def fit(self, shadow: MembershipSet) -> "Attack":
-        """Learn from the shadow models' members and non-members."""
+    def fit(self, shadow: Optional[MembershipSet], reference: Optional[ReferenceSignals] = None) -> "Attack":
+        """Learn from the shadow models' members and non-members (and/or the reference signals)."""
 
     @abc.abstractmethod
-    def score(self, signals: Signals) -> np.ndarray:
+    def score(self, signals: Signals, reference: Optional[ReferenceSignals] = None) -> np.ndarray:
         """Membership scores of target samples."""
 
-    def predict(self, signals: Signals, reference: Optional[ReferenceSignals] = None) -> np.ndarray:
-        scores = self.score(signals, reference) if self.needs_reference else self.score(signals)
-        return scores >= self.decision_threshold
+    def check_inputs(self, shadow: Optional[MembershipSet], reference: Optional[ReferenceSignals]) -> None:
+        """One clear error for an input this attack cannot do without."""
+        name = getattr(self, "registry_name", type(self).__name__)
+        if self.needs_shadow and shadow is None:
+            raise ConfigError(f"attack {name} learns from shadow models: pass shadow=MembershipSet(...) of models "
+                              "trained like the target on other data")
+        if self.needs_reference and (reference is None or not reference.models):
+            raise ConfigError(f"attack {name} needs reference models' signals on the target samples: pass "
+                              "reference=ReferenceSignals(...) (the pipeline builds them)")
+        if self.needs_in_models and not np.asarray(reference.is_in).any():
+            raise ConfigError(f"attack {name} needs reference models that trained on some target samples (IN "
+                              "models); use its offline variant or train IN reference models")
 
-    def run(self, shadow: MembershipSet, target: Signals, reference: Optional[ReferenceSignals] = None
-            ) -> np.ndarray:
-        """fit then score, passing the reference signals only to the attacks that take them."""
-        if not self.needs_reference:
-            return self.fit(shadow).score(target)
-        if reference is None:
-            raise ConfigError(f"attack {type(self).__name__} needs reference-model signals; run it through the "
-                              "experiment (train_prune / attack), which builds them")
+    def predict(self, signals: Signals, reference: Optional[ReferenceSignals] = None) -> np.ndarray:
+        return self.score(signals, reference) >= self.decision_threshold
+
+    def run(self, shadow: Optional[MembershipSet], target: Signals,
+            reference: Optional[ReferenceSignals] = None) -> np.ndarray:
+        """check_inputs, fit, then score the target samples."""
+        self.check_inputs(shadow, reference)
         return self.fit(shadow, reference).score(target, reference)
 
 

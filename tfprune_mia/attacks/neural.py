@@ -85,14 +85,14 @@ class NeuralAttack(Attack):
     def build(self, num_features: int, num_classes: int) -> keras.Model:
         return build_miafc(num_features)
 
-    def fit(self, shadow: MembershipSet) -> "NeuralAttack":
+    def fit(self, shadow: MembershipSet, reference=None) -> "NeuralAttack":
         set_seed(self.context.seed)
         features = self.features(shadow.signals)
         self.model = self.build(features.shape[1], shadow.signals.num_classes)
         train_attack_model(self.model, features, shadow.is_member, self.context)
         return self
 
-    def score(self, signals: Signals) -> np.ndarray:
+    def score(self, signals: Signals, reference=None) -> np.ndarray:
         return member_probability(self.model, self.features(signals))
 
 

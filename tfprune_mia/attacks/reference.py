@@ -99,6 +99,7 @@ def rmia_scores(target_p: np.ndarray, reference_p: np.ndarray, is_in: np.ndarray
 
 
 class ReferenceAttack(Attack):
+    needs_shadow = False
     needs_reference = True
     online = False
 

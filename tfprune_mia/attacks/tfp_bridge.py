@@ -93,12 +93,12 @@ class TFPrivacyLogisticRegression(Attack):
     def features(signals: Signals) -> np.ndarray:
         return np.column_stack([_logits(signals), signals.losses])
 
-    def fit(self, shadow: MembershipSet) -> "TFPrivacyLogisticRegression":
+    def fit(self, shadow: MembershipSet, reference=None) -> "TFPrivacyLogisticRegression":
         _, _, models = import_tfp_mia()
         np.random.seed(self.context.seed % (2**32))
         self.attacker = models.LogisticRegressionAttacker()
         self.attacker.train_model(self.features(shadow.signals), shadow.is_member.astype(int))
         return self
 
-    def score(self, signals: Signals) -> np.ndarray:
+    def score(self, signals: Signals, reference=None) -> np.ndarray:
         return np.asarray(self.attacker.predict(self.features(signals)), np.float64)

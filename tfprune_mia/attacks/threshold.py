@@ -57,7 +57,7 @@ class ThresholdAttack(Attack):
     def raw_score(signals: Signals) -> np.ndarray:
         raise NotImplementedError
 
-    def fit(self, shadow: MembershipSet) -> "ThresholdAttack":
+    def fit(self, shadow: MembershipSet, reference=None) -> "ThresholdAttack":
         values = self.raw_score(shadow.signals)
         member = shadow.is_member.astype(bool)
         self.global_threshold = best_threshold(values[member], values[~member])
@@ -72,7 +72,7 @@ class ThresholdAttack(Attack):
         # A class absent from the shadow data falls back to the global threshold.
         return np.array([self.thresholds.get(int(label), self.global_threshold) for label in labels])
 
-    def score(self, signals: Signals) -> np.ndarray:
+    def score(self, signals: Signals, reference=None) -> np.ndarray:
         return self.raw_score(signals) - self.thresholds_for(signals.labels)
 
 

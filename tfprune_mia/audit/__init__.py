@@ -1,0 +1,1 @@
+"""Store-free, typed membership-inference auditing of any Keras model: signals -> attacks -> metrics -> results."""
