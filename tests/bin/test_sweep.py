@@ -10,9 +10,9 @@ import sys
 import pytest
 
 from tfprune_mia.errors import ConfigError
-from tfprune_mia.experiment import ExperimentConfig
+from tfprune_mia.pipeline.config import ExperimentConfig
 from tfprune_mia.pruning import PruneConfig
-from tfprune_mia.sweep import SweepRow, parse_sparsities, sweep_configs, sweep_table
+from tfprune_mia.pipeline.sweep import SweepRow, parse_sparsities, sweep_configs, sweep_table
 
 
 def run_sweep_binary(*flags):

@@ -9,11 +9,12 @@ from tfprune_mia.backend import keras, set_seed
 from tfprune_mia.data import load_dataset
 from tfprune_mia.defenses import DefenseConfig, DefenseContext, make_defense
 from tfprune_mia.errors import ConfigError
-from tfprune_mia.experiment import ExperimentConfig, run_experiment
+from tfprune_mia.pipeline.config import ExperimentConfig
+from tfprune_mia.pipeline.experiment import run_experiment
 from tfprune_mia.models import build_model
 from tfprune_mia.pruning import PruneConfig, prune_and_finetune
 from tfprune_mia.pruning.sparsity import sparsity_report
-from tfprune_mia.report import defense_comparison_table, summary_table
+from tfprune_mia.audit.tables import defense_comparison_table, summary_table
 from tfprune_mia.training import TrainConfig, fit_classifier
 
 
@@ -57,18 +58,19 @@ def test_adaptive_attack_uses_defended_shadows_and_shares_the_undefended_ones(tm
     base = tiny_config(tmp_path)
     plain = run_experiment(base)
     ppb = run_experiment(dataclasses.replace(base, defense=DefenseConfig("ppb"), adaptive=True))
-    assert set(ppb["attacks"]) == {"original", "pruned", "pruned_adaptive"}
-    assert ppb["models"]["pruned"]["defense"]["key"] == "ppb-4"
+    assert set(ppb.settings) == {"original", "pruned", "pruned_adaptive"}
+    assert ppb.pruned.model.defense["key"] == "ppb-4"
     # Non-adaptive shadows are the undefended run's cached models: same signals, same attack inputs.
     pruned_dirs = sorted(p.name for p in base.base_dir.iterdir() if p.name.startswith("l1_unstructured"))
     assert len(pruned_dirs) == 2  # undefended (victim + shadow) and ppb (victim + adaptive shadow)
-    assert plain["attacks"]["pruned"]["conf"]["auc"] != ppb["attacks"]["pruned"]["conf"]["auc"]  # defended victim
-    assert ppb["models"]["original"]["test_accuracy"] == plain["models"]["original"]["test_accuracy"]
+    assert plain["pruned"]["conf"]["auc"] != ppb["pruned"]["conf"]["auc"]  # defended victim
+    assert ppb.original.model.test_accuracy == plain.original.model.test_accuracy
     assert base.base_dir.name == "digits-n600-small_cnn-seed3"
     text = summary_table(ppb)
     assert "defense: ppb-4" in text and "non-adapt / adaptive" in text
     table = defense_comparison_table([plain, ppb])
-    assert "| l1_unstructured | none | 1 |" in table and "| l1_unstructured | ppb-4 | 1 |" in table
+    assert "| l1_unstructured | none | conf,loss | 1 (3) |" in table
+    assert "| l1_unstructured | ppb-4 | conf,loss | 1 (3) |" in table
     assert table.count("### digits (n=600) / small_cnn, sparsity 0.7") == 1
     # The compare_defenses binary prints the same table from the result files on disk.
     from absl import flags
@@ -87,7 +89,7 @@ def test_adaptive_attack_uses_defended_shadows_and_shares_the_undefended_ones(tm
 
 def test_dp_epsilon_lands_in_the_run_json(tmp_path):
     report = run_experiment(dataclasses.replace(tiny_config(tmp_path), defense=DefenseConfig("dp", 1.0)))
-    defense = report["models"]["pruned"]["defense"]
+    defense = report.pruned.model.defense
     assert 0 < defense["epsilon"] < float("inf") and defense["delta"] == pytest.approx(1 / defense["members"])
     assert defense["members"] < 600 and defense["steps"] == defense["epochs"] * int(np.ceil(defense["members"] / 32))
     assert "epsilon = " in summary_table(report)
@@ -104,7 +106,7 @@ def test_config_errors(tmp_path):
 
 
 def test_tuner_searches_the_strength_and_logs_hparams(tmp_path):
-    from tfprune_mia.defenses.tuning import TuneConfig, format_tuning, tune_defense
+    from tfprune_mia.pipeline.tuning import TuneConfig, format_tuning, tune_defense
 
     config = tiny_config(tmp_path, defense=DefenseConfig("ppb"))
     summary = tune_defense(config, TuneConfig(0.5, 8.0, max_trials=2, metric="auc", bound=1.0), run_experiment,

@@ -7,7 +7,8 @@ import pytest
 
 from tfprune_mia.data.splits import Part, load_split, make_split, save_split
 from tfprune_mia.errors import CheckpointError
-from tfprune_mia.experiment import Experiment, ExperimentConfig, check_balanced_disjoint
+from tfprune_mia.pipeline.config import ExperimentConfig
+from tfprune_mia.pipeline.stages import Stages, check_balanced_disjoint
 
 
 @pytest.fixture
@@ -54,7 +55,7 @@ def test_split_is_checked_as_soon_as_an_experiment_reads_it(tmp_path, split):
     path = config.base_dir / "split.npz"
     save_split(replace_victim(split, test=split.victim.test[:50]), path)
     with pytest.raises(CheckpointError, match="unbalanced"):
-        Experiment(config).split
+        Stages(config).split
     assert sorted(p.name for p in config.base_dir.iterdir()) == ["split.npz"]
 
 

@@ -15,7 +15,7 @@ def test_same_seed_gives_identical_metrics_in_a_fresh_process(tmp_path, referenc
 
 def test_result_records_versions_seed_split_hash_and_full_config(reference_run):
     from tfprune_mia.data.splits import load_split
-    from tfprune_mia.experiment import FORMAT_VERSION
+    from tfprune_mia.pipeline.config import FORMAT_VERSION
 
     root, _ = reference_run
     (path,) = result_files(root)
@@ -39,7 +39,7 @@ def test_result_config_is_the_complete_experiment_config(reference_run):
     """Every field of ExperimentConfig (bar the output location) is in the result, so a reader can rebuild it."""
     import dataclasses
 
-    from tfprune_mia.experiment import ExperimentConfig
+    from tfprune_mia.pipeline.config import ExperimentConfig
 
     root, _ = reference_run
     config = json.loads(result_files(root)[0].read_text())["config"]

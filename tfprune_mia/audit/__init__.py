@@ -1,1 +1,11 @@
-"""Store-free, typed membership-inference auditing of any Keras model: signals -> attacks -> metrics -> results."""
+"""Store-free, typed membership-inference auditing of any Keras model: signals -> attacks -> metrics -> results.
+
+    from tfprune_mia.audit import audit
+    result = audit(target, shadow, attacks=("samia", "rmia_offline", "conf"))
+    print(result.table())
+"""
+from tfprune_mia.audit.core import DEFAULT_ATTACKS, audit, derived_seed, run_attack, unique_attacks  # noqa: F401
+from tfprune_mia.audit.divergence import divergence_report  # noqa: F401
+from tfprune_mia.audit.metrics import (METRIC_NAMES, attack_metrics, bootstrap_intervals,  # noqa: F401
+                                       per_class_metrics)
+from tfprune_mia.audit.results import AttackResult, AuditResult, ExperimentResult, ModelFacts  # noqa: F401

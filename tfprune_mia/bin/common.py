@@ -87,7 +87,7 @@ def defense_config_from_flags(strength=None):
 
 def experiment_config_from_flags():
     from tfprune_mia.attacks import ATTACKS, SignalConfig
-    from tfprune_mia.experiment import ExperimentConfig
+    from tfprune_mia.pipeline.config import ExperimentConfig
     from tfprune_mia.pruning import PruneConfig
     from tfprune_mia.training import TrainConfig
 
@@ -111,6 +111,14 @@ def experiment_config_from_flags():
         signals=SignalConfig(FLAGS.num_perturbations, FLAGS.perturbation_epsilon), run_root=FLAGS.run_root,
         num_reference_models=FLAGS.num_reference_models, bootstrap_resamples=FLAGS.bootstrap_resamples,
         defense=defense_config_from_flags(), adaptive=FLAGS.adaptive, max_samples=FLAGS.max_samples)
+
+
+def print_result(library_call: Callable, *args) -> None:
+    """The common tail of the binaries: determinism on, run the library call, print its typed result's table."""
+    from tfprune_mia.backend import enable_determinism
+
+    enable_determinism()
+    print(library_call(*args).table())
 
 
 def run_main(main: Callable[[], int]) -> None:
@@ -142,17 +150,13 @@ def _parse_flags_or_exit(argv):
 
 def run_experiment_binary(library_call: str) -> Callable[[], int]:
     """The `main` of a binary that runs one configuration: flags -> config (validated before any work) ->
-    `tfprune_mia.experiment.<library_call>(config)` -> the summary table on stdout."""
+    `tfprune_mia.pipeline.experiment.<library_call>(config)` -> the summary table on stdout."""
 
     def main() -> int:
         config = experiment_config_from_flags()
-        from tfprune_mia import experiment
-        from tfprune_mia.backend import enable_determinism
-        from tfprune_mia.report import summary_table
+        from tfprune_mia.pipeline import experiment
 
-        enable_determinism()
-        logging.info("run directory: %s", config.base_dir)
-        print(summary_table(getattr(experiment, library_call)(config)))
+        print_result(getattr(experiment, library_call), config)
         return 0
 
     return main

@@ -18,12 +18,12 @@ FLAGS = flags.FLAGS
 
 
 def main() -> int:
-    from tfprune_mia.io import read_json
-    from tfprune_mia.report import defense_comparison_table
+    from tfprune_mia.audit.results import ExperimentResult
+    from tfprune_mia.audit.tables import defense_comparison_table
 
     # Re-runs of the attack binary (<key>.attack-<time>.json) would count a seed twice.
     paths = sorted(p for p in glob.glob(FLAGS.results) if ".attack-" not in p)
-    reports = [report for report in map(read_json, paths) if "models" in report]
+    reports = [ExperimentResult.load(path) for path in paths]
     if not reports:
         raise ConfigError(f"no train_prune result matches --results={FLAGS.results!r}; check the run directory")
     print(defense_comparison_table(reports, primary=FLAGS.primary_attack))

@@ -20,7 +20,7 @@ FLAGS = flags.FLAGS
 
 
 def main() -> int:
-    from tfprune_mia.sweep import parse_sparsities, run_sweep, sweep_configs, sweep_table
+    from tfprune_mia.pipeline.sweep import parse_sparsities, run_sweep, sweep_configs, sweep_table
 
     base = experiment_config_from_flags()
     # Every configuration is validated before the first one starts.
@@ -33,7 +33,7 @@ def main() -> int:
 
     def progress(index, row):
         logging.info("[%d/%d] %s @ %g %s: %s", index + 1, len(configs), row.config.prune.pruner,
-                     row.config.prune.sparsity, "reused" if row.reused else "done", row.report["result_path"])
+                     row.config.prune.sparsity, "reused" if row.reused else "done", row.result.path)
 
     print(sweep_table(run_sweep(configs, progress)))
     return 0

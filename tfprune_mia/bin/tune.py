@@ -26,8 +26,8 @@ FLAGS = flags.FLAGS
 def main() -> int:
     config = experiment_config_from_flags()  # validates every flag before any work starts
     from tfprune_mia.backend import enable_determinism
-    from tfprune_mia.defenses.tuning import TuneConfig, format_tuning, tune_defense
-    from tfprune_mia.experiment import run_experiment
+    from tfprune_mia.pipeline.tuning import TuneConfig, format_tuning, tune_defense
+    from tfprune_mia.pipeline.experiment import run_experiment
 
     tune = TuneConfig(FLAGS.tune_min, FLAGS.tune_max, FLAGS.tune_log, FLAGS.tune_metric, FLAGS.tune_bound,
                       FLAGS.tune_attack, FLAGS.max_trials)

@@ -4,8 +4,11 @@ import dataclasses
 import pytest
 
 from tfprune_mia.attacks import SignalConfig
-from tfprune_mia.errors import ConfigError
-from tfprune_mia.experiment import ExperimentConfig, run_experiment
+from tfprune_mia.audit.results import ExperimentResult
+from tfprune_mia.errors import CheckpointError, ConfigError
+from tfprune_mia.io import read_json, write_json
+from tfprune_mia.pipeline.config import ExperimentConfig
+from tfprune_mia.pipeline.experiment import run_experiment
 from tfprune_mia.pruning import PruneConfig
 from tfprune_mia.training import TrainConfig
 
@@ -21,20 +24,39 @@ def first_run(tmp_path_factory):
     return config, run_experiment(config)
 
 
-def test_report_has_models_attacks_and_provenance(first_run):
-    config, report = first_run
-    assert report["config"]["prune"]["sparsity"] == 0.7
-    assert report["versions"]["tensorflow"].startswith("2.15")
-    assert len(report["split_fingerprint"]) > 8
+def test_result_has_models_attacks_and_provenance(first_run):
+    config, result = first_run
+    assert isinstance(result, ExperimentResult)
+    assert result.config["prune"]["sparsity"] == 0.7
+    assert result.versions["tensorflow"].startswith("2.15")
+    assert len(result.split_fingerprint) > 8
     for setting in ("original", "pruned"):
-        assert 0.5 < report["models"][setting]["test_accuracy"] <= 1.0
+        assert 0.5 < result[setting].model.test_accuracy <= 1.0
         for attack in config.attacks:
-            metrics = report["attacks"][setting][attack]
+            metrics = result[setting][attack]
             assert 0.0 <= metrics["auc"] <= 1.0 and 0.0 <= metrics["balanced_accuracy"] <= 1.0
-    assert report["models"]["original"]["sparsity"]["prunable_sparsity"] < 0.01
-    assert report["models"]["pruned"]["sparsity"]["prunable_sparsity"] == pytest.approx(0.7, abs=0.01)
-    for name, sparsity in report["models"]["pruned"]["layer_sparsity"].items():
+    assert result.original.model.prunable_sparsity < 0.01
+    assert result.pruned.model.prunable_sparsity == pytest.approx(0.7, abs=0.01)
+    for name, sparsity in result.pruned.model.layer_sparsity.items():
         assert sparsity == pytest.approx(0.7, abs=0.01), name
+
+
+def test_the_stored_json_loads_back_to_an_equal_result(first_run):
+    _, result = first_run
+    again = ExperimentResult.load(result.path)
+    assert again == result
+    assert again.to_dict() == read_json(result.path)
+    rows = again.rows()
+    assert {(row["setting"], row["attack"]) for row in rows} == {
+        (s, a) for s in ("original", "pruned") for a in first_run[0].attacks}
+
+
+def test_result_files_of_an_unknown_format_are_refused(tmp_path, first_run):
+    data = read_json(first_run[1].path)
+    data["format_version"] = 99
+    write_json(tmp_path / "future.json", data)
+    with pytest.raises(CheckpointError, match="format 99.*re-run train_prune"):
+        ExperimentResult.load(tmp_path / "future.json")
 
 
 def test_another_sparsity_reuses_the_trained_originals(first_run):
@@ -44,14 +66,14 @@ def test_another_sparsity_reuses_the_trained_originals(first_run):
     before = {path: path.stat().st_mtime_ns for path in originals}
     second = run_experiment(dataclasses.replace(config, prune=PruneConfig(sparsity=0.9)))
     assert {path: path.stat().st_mtime_ns for path in originals} == before
-    assert second["models"]["pruned"]["sparsity"]["prunable_sparsity"] == pytest.approx(0.9, abs=0.01)
+    assert second.pruned.model.prunable_sparsity == pytest.approx(0.9, abs=0.01)
     assert len(list((config.base_dir / "results").glob("*.json"))) == 2
 
 
 def test_a_repeated_run_returns_the_stored_result(first_run):
-    config, report = first_run
+    config, result = first_run
     again = run_experiment(config)
-    assert again["attacks"] == report["attacks"]
+    assert again == result
 
 
 @pytest.mark.parametrize("overrides,message", [

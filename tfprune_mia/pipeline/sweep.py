@@ -1,22 +1,28 @@
 """A sweep: many `train_prune` configurations (pruners x sparsities) run through the library, one table.
 
-Every configuration is an ordinary cached `Experiment`, so the originals are trained once and shared,
+Every configuration is an ordinary cached experiment, so the originals are trained once and shared,
 a finished configuration (its results JSON exists) is skipped, and a killed sweep resumes where it stopped.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence
 
+from tfprune_mia.audit.results import ExperimentResult
 from tfprune_mia.errors import ConfigError
-from tfprune_mia.experiment import Experiment, ExperimentConfig
+from tfprune_mia.pipeline.config import ExperimentConfig
+from tfprune_mia.pipeline.experiment import result_path, run_experiment
 from tfprune_mia.pruning import PruneConfig
+
+# (pruner name, sparsity) -> that pruner's full configuration, every option included (the binaries build it from
+# flags); a sweep must never rebuild a PruneConfig from a few fields and silently drop the others.
+PruneFactory = Callable[[str, float], PruneConfig]
 
 
 @dataclasses.dataclass(frozen=True)
 class SweepRow:
     config: ExperimentConfig
-    report: Dict
+    result: ExperimentResult
     reused: bool  # True: the results JSON already existed, nothing was computed
 
 
@@ -30,8 +36,17 @@ def parse_sparsities(values: Sequence[str]) -> List[float]:
     return sparsities
 
 
-def sweep_configs(base: ExperimentConfig, pruners: Sequence[str], sparsities: Sequence[float]
-                  ) -> List[ExperimentConfig]:
+def same_pruner_options(base: PruneConfig) -> PruneFactory:
+    """A factory that keeps `base`'s options for its own pruner and uses defaults for other pruners."""
+    def factory(pruner: str, sparsity: float) -> PruneConfig:
+        if pruner == base.pruner:
+            return dataclasses.replace(base, sparsity=float(sparsity))
+        return PruneConfig(pruner, float(sparsity))
+    return factory
+
+
+def sweep_configs(base: ExperimentConfig, pruners: Sequence[str], sparsities: Sequence[float],
+                  make_prune: Optional[PruneFactory] = None) -> List[ExperimentConfig]:
     """One config per (pruner, sparsity), validated up front so a typo fails before hours of training.
 
     The shadows follow the victim's pruning unless `base` gives them their own (an attacker who does not
@@ -39,11 +54,12 @@ def sweep_configs(base: ExperimentConfig, pruners: Sequence[str], sparsities: Se
     """
     if not pruners or not sparsities:
         raise ConfigError("empty sweep; pass e.g. --pruners=l1_unstructured --sparsities=0.5,0.7,0.9")
+    make_prune = make_prune or same_pruner_options(base.prune)
     shadows_follow = base.shadow_prune == base.prune
     configs: List[ExperimentConfig] = []
     for pruner in pruners:
         for sparsity in sparsities:
-            prune = PruneConfig(pruner, float(sparsity), base.prune.schedule)
+            prune = make_prune(pruner, float(sparsity))
             config = dataclasses.replace(base, prune=prune,
                                          shadow_prune=prune if shadows_follow else base.shadow_prune)
             if config not in configs:
@@ -55,9 +71,8 @@ def run_sweep(configs: Sequence[ExperimentConfig],
               on_row: Optional[Callable[[int, SweepRow], None]] = None) -> List[SweepRow]:
     rows = []
     for index, config in enumerate(configs):
-        experiment = Experiment(config)
-        reused = experiment.result_path.exists()
-        row = SweepRow(config, experiment.run(), reused)
+        reused = result_path(config).exists()
+        row = SweepRow(config, run_experiment(config), reused)
         rows.append(row)
         if on_row is not None:
             on_row(index, row)
@@ -73,11 +88,11 @@ def sweep_table(rows: Sequence[SweepRow]) -> str:
     header += [f"{name} AUC {setting}" for name in attacks for setting in ("orig", "pruned")] + ["status"]
     table = [header]
     for row in rows:
-        models, results = row.report["models"], row.report["attacks"]
+        result = row.result
         cells = [row.config.prune.pruner, f"{row.config.prune.sparsity:g}",
-                 f"{models['pruned']['sparsity']['prunable_sparsity']:.4f}",
-                 f"{models['original']['test_accuracy']:.4f}", f"{models['pruned']['test_accuracy']:.4f}"]
-        cells += [f"{results[setting][name]['auc']:.4f}" for name in attacks for setting in ("original", "pruned")]
+                 f"{result.pruned.model.prunable_sparsity:.4f}",
+                 f"{result.original.model.test_accuracy:.4f}", f"{result.pruned.model.test_accuracy:.4f}"]
+        cells += [_auc(result[setting].attacks.get(name)) for name in attacks for setting in ("original", "pruned")]
         table.append(cells + ["reused" if row.reused else "computed"])
     widths = [max(len(line[i]) for line in table) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) if i < 2 else cell.rjust(w) for i, (cell, w) in enumerate(zip(line, widths)))
@@ -86,3 +101,7 @@ def sweep_table(rows: Sequence[SweepRow]) -> str:
     title = (f"{first.dataset} / {first.model}: {len(rows)} configurations, {first.num_shadows} shadows, "
              f"seed {first.seed}")
     return "\n".join([title, ""] + lines)
+
+
+def _auc(attack) -> str:
+    return f"{attack['auc']:.4f}" if attack is not None and attack.ran else "-"

@@ -16,6 +16,7 @@ from typing import Callable, Dict, List, Optional
 import keras_tuner
 from tensorboard.plugins.hparams import api as hparams_api
 
+from tfprune_mia.audit.results import ExperimentResult
 from tfprune_mia.backend import tf
 from tfprune_mia.errors import ConfigError
 from tfprune_mia.io import write_json
@@ -44,9 +45,9 @@ class TuneConfig:
             raise ConfigError(f"max_trials={self.max_trials}: must be at least 1")
 
 
-def attack_metric(report: Dict, tune: TuneConfig) -> float:
-    setting = "pruned_adaptive" if "pruned_adaptive" in report["attacks"] else "pruned"
-    attacks = {name: m for name, m in report["attacks"][setting].items() if "skipped" not in m}
+def attack_metric(result: ExperimentResult, tune: TuneConfig) -> float:
+    setting = "pruned_adaptive" if "pruned_adaptive" in result.settings else "pruned"
+    attacks = result[setting].ran
     if tune.attack:
         if tune.attack not in attacks:
             raise ConfigError(f"tune_attack {tune.attack!r} is not among the run's attacks ({', '.join(attacks)})")
@@ -61,7 +62,7 @@ def objective(test_accuracy: float, metric: float, bound: float) -> float:
 class DefenseTuner(keras_tuner.Tuner):
     """A keras-tuner Tuner whose trial is a whole experiment (no hypermodel: run_trial is the trial)."""
 
-    def __init__(self, base_config, tune: TuneConfig, run: Callable[[object], Dict], log_dir: Path, **kwargs):
+    def __init__(self, base_config, tune: TuneConfig, run: Callable[[object], ExperimentResult], log_dir: Path, **kwargs):
         oracle = keras_tuner.oracles.RandomSearchOracle(objective=keras_tuner.Objective("objective", "max"),
                                                         max_trials=tune.max_trials, seed=base_config.seed)
         super().__init__(oracle=oracle, **kwargs)
@@ -80,9 +81,9 @@ class DefenseTuner(keras_tuner.Tuner):
                                                sampling="log" if self.tune.log_scale else "linear")
         config = dataclasses.replace(self.base_config,
                                      defense=dataclasses.replace(self.base_config.defense, strength=strength))
-        report = self.run_experiment(config)
-        accuracy = float(report["models"]["pruned"]["test_accuracy"])
-        metric = attack_metric(report, self.tune)
+        result = self.run_experiment(config)
+        accuracy = float(result.pruned.model.test_accuracy)
+        metric = attack_metric(result, self.tune)
         value = objective(accuracy, metric, self.tune.bound)
         with tf.summary.create_file_writer(str(self.log_dir / trial.trial_id)).as_default():
             hparams_api.hparams({"defense_arg": strength, "defense": config.defense.name}, trial_id=trial.trial_id)
@@ -91,11 +92,11 @@ class DefenseTuner(keras_tuner.Tuner):
             tf.summary.scalar("objective", value, step=1)
         self.rows.append({"trial": trial.trial_id, "defense_arg": strength, "test_accuracy": accuracy,
                           f"attack_{self.tune.metric}": metric, "feasible": metric <= self.tune.bound,
-                          "objective": value, "result_path": report.get("result_path")})
+                          "objective": value, "result_path": result.path})
         return {"objective": value}
 
 
-def tune_defense(base_config, tune: TuneConfig, run: Callable[[object], Dict],
+def tune_defense(base_config, tune: TuneConfig, run: Callable[[object], ExperimentResult],
                  directory: Optional[Path] = None) -> Dict:
     """Search `base_config.defense`'s strength; returns the trials and the best (feasible if any) trial."""
     if not base_config.defense.enabled:

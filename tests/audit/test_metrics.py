@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from tfprune_mia.attacks.metrics import (attack_metrics, batched_metrics, bootstrap_intervals, per_class_metrics,
+from tfprune_mia.audit.metrics import (attack_metrics, batched_metrics, bootstrap_intervals, per_class_metrics,
                                          tpr_at_fpr)
 from tfprune_mia.errors import ConfigError
 

@@ -1,0 +1,160 @@
+"""The configuration of one run of the paper's flow, and the cache keys derived from it.
+
+Every cached stage lives under a key derived from everything it depends on, so a second run with another sparsity
+reuses the trained originals and unrelated flags never invalidate a model.
+"""
+from __future__ import annotations
+
+import dataclasses
+import platform
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional, Tuple
+
+import numpy as np
+
+import tfprune_mia
+from tfprune_mia.attacks import ATTACKS, SignalConfig
+from tfprune_mia.audit.core import DEFAULT_ATTACKS, derived_seed, unique_attacks
+from tfprune_mia.backend import keras, tf
+from tfprune_mia.data import DATASETS
+from tfprune_mia.defenses import DefenseConfig, make_defense
+from tfprune_mia.errors import ConfigError
+from tfprune_mia.io import stable_hash
+from tfprune_mia.models import MODELS
+from tfprune_mia.pruning import PruneConfig
+from tfprune_mia.training import TrainConfig
+
+__all__ = ["ExperimentConfig", "FORMAT_VERSION", "derived_seed", "package_versions"]
+
+# Bump when the layout or meaning of cached artefacts changes; older run directories are then refused.
+FORMAT_VERSION = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+    dataset: str = "digits"
+    model: str = ""  # empty: the dataset's default model
+    data_dir: Optional[str] = None
+    seed: int = 7
+    num_shadows: int = 5
+    train: TrainConfig = TrainConfig()
+    finetune: TrainConfig = TrainConfig(epochs=15)
+    prune: PruneConfig = PruneConfig()
+    shadow_prune: Optional[PruneConfig] = None  # None: the attacker knows the victim's pruning
+    attacks: Tuple[str, ...] = DEFAULT_ATTACKS
+    attack_epochs: int = 100
+    signals: SignalConfig = SignalConfig()
+    run_root: str = "runs"
+    # Extra reference models for the online LiRA/RMIA (trained, like shadows, on random halves of the victim's
+    # train + test pool, in complementary pairs); built only when a selected attack needs IN models.
+    num_reference_models: int = 2
+    bootstrap_resamples: int = 200  # 95% intervals of every attack metric; 0 disables them
+    # Applied while fine-tuning the pruned victim. The attacker's shadows are always also pruned without it
+    # (non-adaptive attack); adaptive=True also prunes them with it and reports that attack beside.
+    defense: DefenseConfig = DefenseConfig()
+    adaptive: bool = False
+    # Use a seeded random subset of this many records (0: all), for affordable CPU runs; own run directory.
+    max_samples: int = 0
+
+    def __post_init__(self):
+        spec = DATASETS.get(self.dataset)
+        if not self.model:
+            object.__setattr__(self, "model", spec.default_model)
+        MODELS.get(self.model)
+        if self.shadow_prune is None:
+            object.__setattr__(self, "shadow_prune", self.prune)
+        if self.num_shadows < 1:
+            raise ConfigError(f"num_shadows={self.num_shadows}: the attack needs at least 1 shadow model")
+        object.__setattr__(self, "attacks", unique_attacks(self.attacks))
+        if self.attack_epochs < 1:
+            raise ConfigError(f"attack_epochs={self.attack_epochs}: must be at least 1")
+        if self.bootstrap_resamples < 0:
+            raise ConfigError(f"bootstrap_resamples={self.bootstrap_resamples}: must be >= 0 (0 disables CIs)")
+        if self.num_reference_models < 0 or self.num_reference_models % 2:
+            raise ConfigError(f"num_reference_models={self.num_reference_models}: must be an even number >= 0 "
+                              "(models come in complementary pairs so each sample is IN for half of them)")
+        if self.max_samples < 0 or 0 < self.max_samples < 20:
+            raise ConfigError(f"max_samples={self.max_samples}: use 0 (all records) or at least 20")
+        if self.adaptive and not self.defense.enabled:
+            raise ConfigError("--adaptive needs a defense to adapt to; pass e.g. --defense=ppb")
+        required = _required_pruner(self.defense)
+        pruners = {self.prune.pruner} | ({self.shadow_prune.pruner} if self.adaptive else set())
+        if required and pruners != {required}:
+            raise ConfigError(f"defense {self.defense.name} is built on the {required} pruner; pass "
+                              f"--pruner={required} (and the same for the shadows with --adaptive)")
+        needs_in = [name for name in self.attacks if ATTACKS.get(name).needs_in_models]
+        if needs_in and self.num_reference_models < 2:
+            raise ConfigError(f"attacks {', '.join(needs_in)} need IN reference models; pass "
+                              "--num_reference_models=2 (or more, even)")
+
+    @property
+    def uses_reference_models(self) -> bool:
+        return any(ATTACKS.get(name).needs_in_models for name in self.attacks)
+
+    @property
+    def base_dir(self) -> Path:
+        subset = f"-n{self.max_samples}" if self.max_samples else ""
+        return Path(self.run_root) / f"{self.dataset}{subset}-{self.model}-seed{self.seed}"
+
+    @property
+    def settings(self) -> Tuple[str, ...]:
+        """The attacked (victim, shadows) pairs: `pruned` = non-adaptive shadows (no defense)."""
+        return ("original", "pruned") + (("pruned_adaptive",) if self.adaptive else ())
+
+    def defense_for(self, role: str, setting: str) -> DefenseConfig:
+        """The victim gets the defense; the attacker's models (shadows, references) only when adaptive."""
+        if role == "victim" or setting == "pruned_adaptive":
+            return self.defense
+        return DefenseConfig()
+
+    def original_key(self) -> str:
+        return "original-" + stable_hash([FORMAT_VERSION, self.dataset, self.model, self.seed,
+                                          dataclasses.asdict(self.train)], 8)
+
+    def pruned_key(self, prune: PruneConfig, defense: DefenseConfig = DefenseConfig()) -> str:
+        # Undefended keys are unchanged, so every defense's non-adaptive shadows share one cached set.
+        parts = [self.original_key(), dataclasses.asdict(prune), dataclasses.asdict(self.finetune)]
+        if not defense.enabled:
+            return f"{prune.key}-" + stable_hash(parts, 8)
+        return f"{prune.key}-{defense.key}-" + stable_hash(parts + [defense.relevant()], 8)
+
+    def result_key(self) -> str:
+        shadow = "" if self.shadow_prune == self.prune else f"_shadow-{self.shadow_prune.key}"
+        defense = f"_{self.defense.key}{'-adaptive' if self.adaptive else ''}" if self.defense.enabled else ""
+        return f"{self.prune.key}{shadow}{defense}-" + stable_hash(self.to_dict(), 8)
+
+    def to_dict(self) -> Dict:
+        config = dataclasses.asdict(self)
+        config.pop("run_root")
+        return config
+
+    @staticmethod
+    def from_dict(data: Mapping[str, Any], run_root: str = "runs") -> "ExperimentConfig":
+        """The inverse of to_dict (a stored result's configuration); ConfigError if it no longer validates."""
+        data = dict(data)
+        try:
+            nested = {"train": TrainConfig(**data.pop("train")), "finetune": TrainConfig(**data.pop("finetune")),
+                      "prune": PruneConfig.from_dict(data.pop("prune")),
+                      "shadow_prune": PruneConfig.from_dict(data.pop("shadow_prune")),
+                      "signals": SignalConfig(**data.pop("signals")),
+                      "defense": DefenseConfig.from_dict(data.pop("defense"))}
+            data["attacks"] = tuple(data.get("attacks", DEFAULT_ATTACKS))
+            return ExperimentConfig(**data, **nested, run_root=run_root)
+        except (KeyError, TypeError) as err:
+            raise ConfigError(f"a stored configuration does not match this version ({err}); re-run it with "
+                              "train_prune") from None
+
+
+def _required_pruner(defense: DefenseConfig) -> Optional[str]:
+    return make_defense(defense).required_pruner
+
+
+def package_versions() -> Dict[str, str]:
+    import sklearn
+    import tensorflow_model_optimization as tfmot
+
+    return {"tfprune_mia": tfprune_mia.__version__, "tensorflow": tf.__version__, "tf_keras": keras.__version__,
+            "tensorflow_model_optimization": tfmot.__version__, "numpy": np.__version__,
+            "scikit-learn": sklearn.__version__, "python": platform.python_version()}
+
+

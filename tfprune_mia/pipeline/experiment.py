@@ -1,0 +1,128 @@
+"""One configuration of the paper's flow: stages -> `audit` per setting -> `ExperimentResult` -> result files.
+
+dataset -> split -> original victim and shadows -> pruned victim and shadows -> signals -> attacks -> metrics.
+The results JSON is written last: its existence means the configuration is complete, and a second call returns it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from pathlib import Path
+from typing import Dict, Tuple
+
+import numpy as np
+from absl import logging
+
+from tfprune_mia import faults
+from tfprune_mia.attacks import ATTACKS, MembershipSet
+from tfprune_mia.attacks.tfp_bridge import OptionalDependencyError, run_tfp_suite
+from tfprune_mia.audit.core import audit, derived_seed
+from tfprune_mia.audit.results import AuditResult, ExperimentResult
+from tfprune_mia.errors import CheckpointError
+from tfprune_mia.io import write_json, write_npz
+from tfprune_mia.pipeline.config import ExperimentConfig, package_versions
+from tfprune_mia.pipeline.roles import SETTINGS, VICTIM, Setting
+from tfprune_mia.pipeline.stages import Stages
+
+
+def result_path(config: ExperimentConfig) -> Path:
+    """The results JSON of `config`, written last: its existence means this configuration is complete."""
+    return config.base_dir / "results" / f"{config.result_key()}.json"
+
+
+def attack_setting(stages: Stages, setting: Setting) -> Tuple[AuditResult, MembershipSet]:
+    """Attack the victim of `setting` with attacks trained on correspondingly made shadows / references."""
+    config = stages.config
+    target = stages.membership(VICTIM, setting)
+    needs_reference = any(ATTACKS.get(name).needs_reference for name in config.attacks)
+    reference = stages.reference_signals(setting) if needs_reference else None
+    shadow = stages.shadow_membership(setting)
+    faults.point("stage.attack")
+    result = audit(target, shadow, config.attacks, reference, config.bootstrap_resamples,
+                   seed=derived_seed(config.seed, setting.name), attack_epochs=config.attack_epochs,
+                   model=stages.facts(setting))
+    tfp = _tf_privacy_suite(target, derived_seed(config.seed, "tf_privacy", setting.name))
+    return dataclasses.replace(result, tf_privacy=tfp), target
+
+
+def _tf_privacy_suite(target, seed: int) -> Dict:
+    """TF Privacy's own threshold/LR suite on the same signals, when its optional package is installed."""
+    try:
+        return run_tfp_suite(target, seed=seed)
+    except OptionalDependencyError:
+        return {}  # tfp_lr, when asked for, says once why it was skipped
+
+
+def evaluate(stages: Stages, path: Path) -> ExperimentResult:
+    """Build every model, attack every setting and write the result JSON, per-sample scores and figures."""
+    config = stages.config
+    started = time.time()
+    settings = [SETTINGS[name] for name in config.settings]
+    stages.build_models(settings)
+    audits, targets = {}, {}
+    for setting in settings:
+        audits[setting.name], targets[setting.name] = attack_setting(stages, setting)
+    index = stages.target_index()
+    scores: Dict[str, np.ndarray] = {}
+    for name, result in audits.items():
+        # Per-sample risk scores: one row per target sample, joinable to the dataset through `index`.
+        scores.update({f"{name}/{attack}": r.scores for attack, r in result.ran.items()})
+        scores.update({f"{name}/is_member": result.is_member, f"{name}/labels": result.labels,
+                       f"{name}/index": index})
+    result = ExperimentResult(config.to_dict(), audits, package_versions(), stages.split.fingerprint(),
+                              seconds=time.time() - started)
+    figures = _figures(config, path, result, targets)
+    result = ExperimentResult(result.config, result.settings, result.versions, result.split_fingerprint,
+                              figures, time.time() - started, str(path))
+    write_npz(path.with_suffix(".scores.npz"), **scores)
+    faults.point("stage.report")
+    write_json(path, result.to_dict())
+    return result
+
+
+def _figures(config: ExperimentConfig, path: Path, result: ExperimentResult,
+             targets: Dict[str, MembershipSet]) -> Dict[str, str]:
+    """Figure-1 histograms and log-log ROC curves as PNG beside the result and in TensorBoard."""
+    from tfprune_mia import plots
+
+    figures = {"divergence": plots.divergence_figure(
+        {setting: (t.signals, t.is_member) for setting, t in targets.items()},
+        f"{config.dataset}/{config.model}: members vs non-members")}
+    for setting, audit_result in result.settings.items():
+        curves = {name: (r.scores, audit_result.is_member) for name, r in audit_result.ran.items()}
+        if curves:
+            figures[f"roc_{setting}"] = plots.roc_figure(curves, f"{setting} victim")
+    stem = path.with_suffix("")
+    return plots.save_figures(figures, stem.parent / f"{stem.name}-figures",
+                              config.base_dir / "tensorboard" / f"attacks-{stem.name}")
+
+
+def run_experiment(config: ExperimentConfig, progress=None) -> ExperimentResult:
+    """Run (or reuse) one configuration and return its typed result.
+
+    >>> from tfprune_mia import ExperimentConfig, run_experiment
+    >>> result = run_experiment(ExperimentConfig(num_shadows=1, attacks=("conf",), run_root=str(tmp_path),
+    ...                                          train=TINY_TRAIN, finetune=TINY_TRAIN, bootstrap_resamples=0))
+    >>> sorted(result.settings)
+    ['original', 'pruned']
+    >>> round(result.pruned.model.prunable_sparsity, 2)
+    0.7
+    """
+    path = result_path(config)
+    if path.exists():
+        logging.info("reusing %s", path)
+        return ExperimentResult.load(path)
+    return evaluate(Stages(config, progress=progress), path)
+
+
+def rerun_attacks(config: ExperimentConfig, progress=None) -> ExperimentResult:
+    """Re-run the attacks (and metrics, figures) on the models train_prune cached, training nothing. A result
+    that already exists for this configuration is kept: the re-run goes to a new, timestamped file beside it.
+    A missing model raises CheckpointError."""
+    if not (config.base_dir / "split.npz").exists():
+        raise CheckpointError(f"no cached run at {config.base_dir}; run train_prune first with the same flags")
+    path = result_path(config)
+    if path.exists():
+        path = path.with_name(f"{config.result_key()}.attack-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.json")
+    return evaluate(Stages(config, require_cached=True, progress=progress), path)

@@ -1,0 +1,278 @@
+"""The cached stages of one configuration: data and split, original models, pruned (and defended) models,
+membership signals and reference-model signals.
+
+Each stage's output lives under a key derived from everything it depends on and is written atomically, with its
+meta.json written last as the completion marker: a killed run resumes at the first unfinished stage and nothing
+finished is ever rewritten.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+import numpy as np
+from absl import logging
+
+from tfprune_mia import faults
+from tfprune_mia.attacks import MembershipSet, ReferenceSignals, Signals, compute_signals
+from tfprune_mia.audit.core import derived_seed
+from tfprune_mia.audit.results import ModelFacts
+from tfprune_mia.backend import keras, set_seed
+from tfprune_mia.data import load_dataset
+from tfprune_mia.data.base import Dataset
+from tfprune_mia.data.splits import Part, Split, load_or_make_split
+from tfprune_mia.defenses import DefenseConfig, DefenseContext, make_defense
+from tfprune_mia.errors import CheckpointError
+from tfprune_mia.io import stable_hash
+from tfprune_mia.models import build_model
+from tfprune_mia.pipeline import roles as roles_lib
+from tfprune_mia.pipeline.config import ExperimentConfig
+from tfprune_mia.pipeline.roles import VICTIM, Role, Setting
+from tfprune_mia.pipeline.store import ModelStore
+from tfprune_mia.pruning import PruneConfig, prune_and_finetune_detailed
+from tfprune_mia.pruning.export import footprint
+from tfprune_mia.pruning.sparsity import sparsity_report
+from tfprune_mia.training import evaluate_accuracy, fit_classifier
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """Everything one cached model depends on besides the configuration's data and training recipe."""
+
+    role: Role
+    part: Part
+    prune: Optional[PruneConfig]  # None: the original (dense) model
+    defense: DefenseConfig
+    seed: int
+
+
+class Stages:
+    """The stages of `config`, computed on demand and cached; `require_cached` (the `attack` binary) turns any
+    training into a one-line error instead."""
+
+    def __init__(self, config: ExperimentConfig, require_cached: bool = False, progress=None):
+        self.config = config
+        self.require_cached = require_cached
+        self.progress = progress
+        self._dataset: Optional[Dataset] = None
+        self._split: Optional[Split] = None
+
+    # -- data -------------------------------------------------------------------------------------------
+    @property
+    def dataset(self) -> Dataset:
+        if self._dataset is None:
+            self._dataset = subsample(load_dataset(self.config.dataset, self.config.data_dir),
+                                      self.config.max_samples, self.config.seed)
+        return self._dataset
+
+    @property
+    def split(self) -> Split:
+        if self._split is None:
+            self._split = load_or_make_split(self.config.base_dir / "split.npz", len(self.dataset),
+                                             self.config.seed, self.config.num_shadows)
+            # Before any training: a tampered or stale split must not silently bias the privacy numbers.
+            check_balanced_disjoint(self._split, self.config.max_samples)
+        return self._split
+
+    def shadow_roles(self) -> List[Role]:
+        return roles_lib.shadows(self.config.num_shadows)
+
+    def reference_roles(self) -> List[Role]:
+        return roles_lib.references(self.config.num_reference_models if self.config.uses_reference_models else 0)
+
+    def all_roles(self) -> List[Role]:
+        return [VICTIM] + self.shadow_roles() + self.reference_roles()
+
+    def part(self, role: Role) -> Part:
+        """The data of a role. Reference models take a random half of the victim's train + test pool (pair
+        2k, 2k+1 take complementary halves, so each target sample is IN for half of them), early-stopped on the
+        victim's dev split, which is therefore a non-member of every model (RMIA's population)."""
+        if role.kind != "reference":
+            return self.split.part(role.name)
+        victim = self.split.victim
+        pool = np.concatenate([victim.train, victim.test])
+        order = np.random.default_rng(derived_seed(self.config.seed, "reference", role.index // 2)
+                                      ).permutation(len(pool))
+        halves = np.sort(pool[order[:len(pool) // 2]]), np.sort(pool[order[len(pool) // 2:]])
+        return Part(halves[role.index % 2], victim.dev, halves[1 - role.index % 2])
+
+    def arrays(self, index: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        return self.dataset.x[index], self.dataset.y[index]
+
+    def spec(self, role: Role, setting: Setting) -> ModelSpec:
+        """The victim is pruned as configured and defended; the attacker's models (shadows, references) are
+        pruned with the shadow configuration and defended only in the adaptive setting."""
+        if not setting.pruned:
+            return ModelSpec(role, self.part(role), None, DefenseConfig(),
+                             derived_seed(self.config.seed, role.name, "original"))
+        prune = self.config.prune if role.is_victim else self.config.shadow_prune
+        defended = role.is_victim or setting.adaptive
+        # The same seed with and without the defense: defended and undefended models are paired comparisons.
+        return ModelSpec(role, self.part(role), prune, self.config.defense if defended else DefenseConfig(),
+                         derived_seed(self.config.seed, role.name, prune.key))
+
+    # -- models -----------------------------------------------------------------------------------------
+    def store(self, spec: ModelSpec) -> ModelStore:
+        key = (self.config.original_key() if spec.prune is None
+               else self.config.pruned_key(spec.prune, spec.defense))
+        return ModelStore(self.config.base_dir / key / spec.role.name)
+
+    def model(self, role: Role, setting: Setting) -> ModelStore:
+        """The finished model of `role` in `setting`, trained (or pruned and fine-tuned) first if not cached."""
+        spec = self.spec(role, setting)
+        store = self.store(spec)
+        if store.exists():
+            return store
+        if self.require_cached:
+            raise CheckpointError(f"no cached {role} model at {store.directory}; run train_prune first with the "
+                                  "same flags (it trains and caches every model the attacks need)")
+        if spec.prune is None:
+            self._train_original(spec, store)
+        else:
+            self._prune(spec, store)
+        return store
+
+    def _accuracies(self, net: keras.Model, part: Part) -> Dict[str, float]:
+        return {f"{name}_accuracy": evaluate_accuracy(net, *self.arrays(getattr(part, name)))
+                for name in ("train", "dev", "test")}
+
+    def _train_original(self, spec: ModelSpec, store: ModelStore) -> None:
+        faults.point("stage.original")
+        self._say(f"training original {spec.role}")
+        set_seed(spec.seed)
+        net = build_model(self.config.model, self.dataset.input_shape, self.dataset.num_classes)
+        started = time.time()
+        fit = fit_classifier(net, self.arrays(spec.part.train), self.arrays(spec.part.dev), self.config.train,
+                             store.directory / "work", seed=spec.seed)
+        store.save(net, {"role": spec.role.name, "kind": "original", "seconds": time.time() - started,
+                         "best_epoch": fit.best_epoch, "epochs_run": fit.epochs_run, "history": fit.history,
+                         **self._accuracies(net, spec.part), "sparsity": sparsity_report(net),
+                         "train_config": dataclasses.asdict(self.config.train)})
+
+    def _prune(self, spec: ModelSpec, store: ModelStore) -> None:
+        original = self.model(spec.role, roles_lib.SETTINGS["original"]).load()
+        faults.point("stage.pruned")
+        self._say(f"pruning {spec.role} with {spec.prune.key}, defense {spec.defense.key}")
+        set_seed(spec.seed)
+        started = time.time()
+        defender = make_defense(spec.defense)
+        part = spec.part
+        context = DefenseContext(self.arrays(part.train), self.arrays(part.dev), self.dataset.num_classes,
+                                 self.config.finetune, spec.seed, member_index=part.train,
+                                 reference_index=part.dev, evaluation_index=part.test)
+        pruned = prune_and_finetune_detailed(original, spec.prune, self.arrays(part.train), self.arrays(part.dev),
+                                             self.config.finetune, store.directory / "work", seed=spec.seed,
+                                             loss_terms=defender.hooks(context))
+        net, fit = pruned.model, pruned.fit
+        defense_record = {"key": spec.defense.key, "config": spec.defense.relevant(),
+                          **defender.summary(context, fit)}
+        if "epsilon" in defense_record:
+            logging.info("%s: DP fine-tuning epsilon = %.3f at delta = %.3g", spec.role, defense_record["epsilon"],
+                         defense_record["delta"])
+        # Pruning works in place on `original`: reload it as the reference for removed weights and footprint.
+        reference = self.model(spec.role, roles_lib.SETTINGS["original"]).load()
+        store.save(net, {"role": spec.role.name, "kind": "pruned", "prune_config": dataclasses.asdict(spec.prune),
+                         "seconds": time.time() - started, "best_epoch": fit.best_epoch,
+                         "epochs_run": fit.epochs_run, "history": fit.history,
+                         **self._accuracies(net, part), "sparsity": sparsity_report(net, reference),
+                         "footprint": footprint(net), "original_footprint": footprint(reference),
+                         "pruner_info": pruned.info, "defense": defense_record,
+                         "finetune_config": dataclasses.asdict(self.config.finetune)})
+
+    def facts(self, setting: Setting) -> ModelFacts:
+        """The attacked victim's accuracies, sparsity, footprint and defense record in `setting`."""
+        meta = self.model(VICTIM, setting).meta()
+        sparsity = meta["sparsity"]
+        return ModelFacts(meta["train_accuracy"], meta["dev_accuracy"], meta["test_accuracy"], meta["best_epoch"],
+                          {k: v for k, v in sparsity.items() if k != "layers"},
+                          {name: layer["sparsity"] for name, layer in sparsity["layers"].items()},
+                          meta.get("footprint"), meta.get("original_footprint"), meta.get("pruner_info"),
+                          meta.get("defense"))
+
+    def _say(self, message: str) -> None:
+        if self.progress is not None:
+            self.progress(message)
+        else:
+            logging.info("%s", message)
+
+    # -- signals ----------------------------------------------------------------------------------------
+    def _signals_path(self, store: ModelStore, subset: str) -> Path:
+        return store.directory / f"signals-{stable_hash(dataclasses.asdict(self.config.signals), 8)}-{subset}.npz"
+
+    def _cached_signals(self, store: ModelStore, subset: str, index: np.ndarray, with_sensitivity: bool,
+                        net: Optional[keras.Model]) -> Signals:
+        path = self._signals_path(store, subset)
+        if path.exists():
+            return Signals.load(path)
+        signals = compute_signals(net or store.load(), *self.arrays(index), self.config.signals,
+                                  with_sensitivity=with_sensitivity)
+        signals.save(path)
+        faults.point("stage.signals")
+        return signals
+
+    def _load_unless_cached(self, store: ModelStore, subsets: Iterable[str]) -> Optional[keras.Model]:
+        """The model, loaded once for all of `subsets` whose signals are not cached yet (None if all are)."""
+        cached = all(self._signals_path(store, subset).exists() for subset in subsets)
+        return None if cached else store.load()
+
+    def membership(self, role: Role, setting: Setting) -> MembershipSet:
+        """Members = the model's training split, non-members = its held-out test split."""
+        store = self.model(role, setting)
+        part = self.part(role)
+        net = self._load_unless_cached(store, ("train", "test"))
+        return MembershipSet.from_parts(self._cached_signals(store, "train", part.train, True, net),
+                                        self._cached_signals(store, "test", part.test, True, net))
+
+    def shadow_membership(self, setting: Setting) -> MembershipSet:
+        return MembershipSet.concat([self.membership(role, setting) for role in self.shadow_roles()])
+
+    def target_index(self) -> np.ndarray:
+        """Dataset indices of the target samples, in the order of the victim's MembershipSet."""
+        return np.concatenate([self.split.victim.train, self.split.victim.test])
+
+    def reference_signals(self, setting: Setting) -> ReferenceSignals:
+        """Every reference model's signals on the target samples (victim train then test) with IN masks, and
+        everyone's signals on the victim dev split (the population). Reference models = the attacker's shadows
+        (OUT for every target sample) plus, for online attacks, the reference models trained on halves of the
+        target pool. Posteriors/logits only: no reference attack reads sensitivity (11x cheaper)."""
+        victim = self.split.victim
+        pool = self.target_index()
+        models, population, is_in = [], [], []
+        for role in self.shadow_roles() + self.reference_roles():
+            store = self.model(role, setting)
+            subsets = ("target-train", "target-test", "target-dev")
+            net = self._load_unless_cached(store, subsets)
+            train, test, dev = (self._cached_signals(store, name, getattr(victim, name.split("-")[1]), False, net)
+                                for name in subsets)
+            models.append(Signals.concat([train, test]))
+            population.append(dev)
+            is_in.append(np.isin(pool, self.part(role).train))
+        victim_store = self.model(VICTIM, setting)
+        population_target = self._cached_signals(victim_store, "target-dev", victim.dev, False, None)
+        return ReferenceSignals(tuple(models), np.stack(is_in), population_target, tuple(population))
+
+    def build_models(self, settings: Sequence[Setting]) -> None:
+        """Train every model the settings attack, originals first (they are shared)."""
+        for setting in [roles_lib.SETTINGS["original"]] + [s for s in settings if s.pruned]:
+            for role in self.all_roles():
+                self.model(role, setting)
+
+
+def subsample(dataset: Dataset, max_samples: int, seed: int) -> Dataset:
+    """A seeded random subset of `max_samples` records in dataset order (0 or >= len: the whole dataset)."""
+    if not max_samples or max_samples >= len(dataset):
+        return dataset
+    keep = np.sort(np.random.default_rng(derived_seed(seed, "subsample")).permutation(len(dataset))[:max_samples])
+    return dataclasses.replace(dataset, x=dataset.x[keep], y=dataset.y[keep])
+
+
+def check_balanced_disjoint(split: Split, max_samples: int = 0) -> None:
+    """Privacy-evaluation integrity: the evaluation sets are disjoint and (near-)balanced."""
+    split.check_disjoint()
+    members, non_members = len(split.victim.train), len(split.victim.test)
+    if abs(members - non_members) > 0.05 * max(members, non_members):
+        hint = (f"use a larger subset (--max_samples well above {max_samples}) so the split can balance them"
+                if max_samples else "delete the split file to re-make it")
+        raise CheckpointError(f"victim members ({members}) and non-members ({non_members}) are unbalanced; {hint}")
