@@ -24,6 +24,8 @@ __version__ = "0.1.0"
 # public name -> module that defines it
 _EXPORTS = {
     "audit": "tfprune_mia.audit.core",
+    "audit_models": "tfprune_mia.audit.models",
+    "ModelData": "tfprune_mia.audit.models",
     "AttackResult": "tfprune_mia.audit.results",
     "AuditResult": "tfprune_mia.audit.results",
     "ExperimentResult": "tfprune_mia.audit.results",

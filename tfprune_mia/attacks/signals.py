@@ -133,7 +133,12 @@ def compute_signals(net: keras.Model, x: np.ndarray, y: np.ndarray, config: Sign
                     with_sensitivity: bool = True) -> Signals:
     """Posteriors, logits and (unless with_sensitivity=False, for reference models whose sensitivity no attack
     reads: 11x cheaper) sensitivities of `net` on (x, y). Without sensitivity that field is NaN, never zeros,
-    so a misuse cannot pass silently."""
+    so a misuse cannot pass silently. `net` may end in logits or in a softmax (then logits = log p).
+
+    >>> signals = compute_signals(net, x[:5], y[:5], SignalConfig(num_perturbations=2))
+    >>> signals.posteriors.shape, signals.sensitivity.shape, len(signals)
+    ((5, 10), (5, 10), 5)
+    """
     m, eps = config.num_perturbations, config.epsilon
     x = np.asarray(x, np.float32)
     batch_size = max(1, min(config.batch_size, len(x)))
@@ -154,6 +159,15 @@ def compute_signals(net: keras.Model, x: np.ndarray, y: np.ndarray, config: Sign
     return Signals(posteriors, sensitivities, np.asarray(y, np.int64), logits)
 
 
+def outputs_probabilities(net: keras.Model) -> bool:
+    """Whether `net`'s output is a softmax (a final Softmax layer or softmax activation) rather than logits."""
+    last = net.layers[-1] if net.layers else None
+    if isinstance(last, keras.layers.Softmax):
+        return True
+    activation = getattr(last, "activation", None)
+    return activation is keras.activations.softmax or getattr(activation, "__name__", "") == "softmax"
+
+
 def _signal_function(net: keras.Model, batch_shape, m: int, eps: float, with_sensitivity: bool):
     """The traced batch function, cached on the model so repeated calls (train, test, dev subsets of one
     model) trace once instead of once per call."""
@@ -164,16 +178,23 @@ def _signal_function(net: keras.Model, batch_shape, m: int, eps: float, with_sen
     batch_size = batch_shape[0]
     spec = tf.TensorSpec(batch_shape, tf.float32)
 
+    ends_in_softmax = outputs_probabilities(net)
+
+    def forward(inputs):
+        outputs = tf.cast(net(inputs, training=False), tf.float32)
+        # A model ending in softmax gives probabilities; log p are logits up to a per-sample constant.
+        return tf.math.log(tf.maximum(outputs, LOG_FLOOR)) if ends_in_softmax else outputs
+
     @tf.function(input_signature=[spec, tf.TensorSpec((2,), tf.int64)])
     def batch_signals(batch, seed):
-        logits = tf.cast(net(batch, training=False), tf.float32)
+        logits = forward(batch)
         probs = tf.nn.softmax(logits)
         if not with_sensitivity:
             return logits, probs, tf.fill(tf.shape(probs), float("nan"))
         # One forward pass of m * batch samples: copy j of the batch gets noise direction j.
         tiled = tf.tile(batch, [m] + [1] * (len(spec.shape) - 1))
         noise = tf.random.stateless_normal(tf.shape(tiled), seed=seed, dtype=batch.dtype)
-        perturbed = tf.nn.softmax(tf.cast(net(tiled + eps * noise, training=False), tf.float32))
+        perturbed = tf.nn.softmax(forward(tiled + eps * noise))
         perturbed = tf.reshape(perturbed, [m, batch_size, -1])
         sensitivity = tf.reduce_mean(tf.abs(perturbed - probs[None]), axis=0) / eps
         return logits, probs, sensitivity

@@ -9,3 +9,4 @@ from tfprune_mia.audit.divergence import divergence_report  # noqa: F401
 from tfprune_mia.audit.metrics import (METRIC_NAMES, attack_metrics, bootstrap_intervals,  # noqa: F401
                                        per_class_metrics)
 from tfprune_mia.audit.results import AttackResult, AuditResult, ExperimentResult, ModelFacts  # noqa: F401
+from tfprune_mia.audit.models import ModelData, audit_models  # noqa: F401

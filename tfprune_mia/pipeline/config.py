@@ -6,16 +6,11 @@ reuses the trained originals and unrelated flags never invalidate a model.
 from __future__ import annotations
 
 import dataclasses
-import platform
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple
 
-import numpy as np
-
-import tfprune_mia
 from tfprune_mia.attacks import ATTACKS, SignalConfig
 from tfprune_mia.audit.core import DEFAULT_ATTACKS, derived_seed, unique_attacks
-from tfprune_mia.backend import keras, tf
 from tfprune_mia.data import DATASETS
 from tfprune_mia.defenses import DefenseConfig, make_defense
 from tfprune_mia.errors import ConfigError
@@ -23,8 +18,6 @@ from tfprune_mia.io import stable_hash
 from tfprune_mia.models import MODELS
 from tfprune_mia.pruning import PruneConfig
 from tfprune_mia.training import TrainConfig
-
-__all__ = ["ExperimentConfig", "FORMAT_VERSION", "derived_seed", "package_versions"]
 
 # Bump when the layout or meaning of cached artefacts changes; older run directories are then refused.
 FORMAT_VERSION = 1
@@ -148,13 +141,5 @@ class ExperimentConfig:
 def _required_pruner(defense: DefenseConfig) -> Optional[str]:
     return make_defense(defense).required_pruner
 
-
-def package_versions() -> Dict[str, str]:
-    import sklearn
-    import tensorflow_model_optimization as tfmot
-
-    return {"tfprune_mia": tfprune_mia.__version__, "tensorflow": tf.__version__, "tf_keras": keras.__version__,
-            "tensorflow_model_optimization": tfmot.__version__, "numpy": np.__version__,
-            "scikit-learn": sklearn.__version__, "python": platform.python_version()}
 
 

@@ -21,9 +21,10 @@ from tfprune_mia.audit.core import audit, derived_seed
 from tfprune_mia.audit.results import AuditResult, ExperimentResult
 from tfprune_mia.errors import CheckpointError
 from tfprune_mia.io import write_json, write_npz
-from tfprune_mia.pipeline.config import ExperimentConfig, package_versions
+from tfprune_mia.pipeline.config import ExperimentConfig
 from tfprune_mia.pipeline.roles import SETTINGS, VICTIM, Setting
 from tfprune_mia.pipeline.stages import Stages
+from tfprune_mia.versions import package_versions
 
 
 def result_path(config: ExperimentConfig) -> Path:

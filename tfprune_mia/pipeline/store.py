@@ -8,18 +8,8 @@ from tfprune_mia import faults
 from tfprune_mia.backend import keras
 from tfprune_mia.errors import CheckpointError
 from tfprune_mia.io import atomic_path, read_json, write_json
+from tfprune_mia.models.saving import load_model_safely
 from tfprune_mia.pipeline.config import FORMAT_VERSION
-
-
-def load_model_safely(path: Path, what: str = "model", fix: str = "re-create it") -> keras.Model:
-    """Load a full Keras model in safe mode: a model file is data and must not run code (an h5 file can carry
-    marshalled Lambda bytecode; load_model's own safe_mode= covers only the .keras format)."""
-    try:
-        with keras.src.saving.serialization_lib.SafeModeScope(True):
-            return keras.models.load_model(str(path), compile=False)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
-        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
-        raise CheckpointError(f"{what} {path} is missing, corrupt or unsafe ({reason}); {fix}") from None
 
 
 class ModelStore:
