@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from tfprune_mia.backend import keras
 from tfprune_mia.models import register
-from tfprune_mia.models.layers import batch_norm, conv2d, dense
+from tfprune_mia.models.layers import batch_norm, conv2d, conv_bn_relu, dense
 from tfprune_mia.models.resnet import check_image_shape, max_pool_3x3_s2_p1
 
 GROWTH_RATE = 32
@@ -42,9 +42,7 @@ def transition(h, name: str):
 def densenet121(input_shape, num_classes) -> keras.Model:
     check_image_shape(input_shape, "densenet121")
     inputs = keras.Input(shape=input_shape, name="input")
-    h = conv2d(INIT_FEATURES, 3, "conv0", padding="same", use_bias=False)(inputs)
-    h = batch_norm("norm0")(h)
-    h = keras.layers.ReLU(name="relu0")(h)
+    h = conv_bn_relu(inputs, INIT_FEATURES, 3, ("conv0", "norm0", "relu0"))
     h = max_pool_3x3_s2_p1(h, "pool0")
     for block, layers in enumerate(BLOCK_LAYERS, start=1):
         for layer in range(1, layers + 1):

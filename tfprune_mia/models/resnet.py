@@ -9,7 +9,7 @@ from __future__ import annotations
 from tfprune_mia.backend import keras
 from tfprune_mia.errors import ConfigError
 from tfprune_mia.models import register
-from tfprune_mia.models.layers import batch_norm, conv2d, dense
+from tfprune_mia.models.layers import batch_norm, conv2d, conv_bn_relu, dense
 
 STAGE_WIDTHS = (64, 128, 256, 512)
 BLOCKS_PER_STAGE = (2, 2, 2, 2)
@@ -65,9 +65,7 @@ def basic_block(h, filters: int, strides: int, name: str):
 def resnet18(input_shape, num_classes) -> keras.Model:
     check_image_shape(input_shape, "resnet18")
     inputs = keras.Input(shape=input_shape, name="input")
-    h = conv2d(64, 3, "conv1", padding="same", use_bias=False)(inputs)
-    h = batch_norm("bn1")(h)
-    h = keras.layers.ReLU(name="relu")(h)
+    h = conv_bn_relu(inputs, 64, 3, ("conv1", "bn1", "relu"))
     # The paper's variant keeps torchvision's stem max-pool, so a 32x32 input is 16x16 entering layer1.
     h = max_pool_3x3_s2_p1(h, "maxpool")
     for stage, (filters, blocks) in enumerate(zip(STAGE_WIDTHS, BLOCKS_PER_STAGE), start=1):
