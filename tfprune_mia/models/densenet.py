@@ -1,4 +1,4 @@
-"""CIFAR DenseNet-121 (DenseNet-BC) of the paper's `cifar10_models` (spec §3.1).
+"""CIFAR DenseNet-121 (DenseNet-BC) of the paper's `cifar10_models` (Yuan & Zhang 2022).
 
 Names mirror the PyTorch module paths (`denseblock2.denselayer5.conv1`, `transition2.conv`, `norm5`). Each dense
 layer ends in a Concatenate of its input and its 32 new channels, so a channel pruner can see which input
@@ -38,7 +38,7 @@ def transition(h, name: str):
 
 
 @register("densenet121", "CIFAR DenseNet-121 (growth 32, blocks 6-12-24-16, bn_size 4, compression 0.5, conv3x3 "
-                         "stem + max-pool; spec §3.1); intended for 32x32x3, works for images >= 16x16")
+                         "stem + max-pool; Yuan & Zhang 2022); intended for 32x32x3, works for images >= 16x16")
 def densenet121(input_shape, num_classes) -> keras.Model:
     check_image_shape(input_shape, "densenet121")
     inputs = keras.Input(shape=input_shape, name="input")

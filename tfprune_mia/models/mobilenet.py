@@ -1,9 +1,9 @@
-"""CIFAR MobileNetV2, as in the paper's `cifar10_models` (MCMIA spec §2.5 lists it among the MCMIA models).
+"""CIFAR MobileNetV2, as in the paper's `cifar10_models` (one of MCMIA's CIFAR models).
 
 The CIFAR adaptation keeps ImageNet's layout but uses stride 1 in the stem conv and in the (6, 24, 2, .) stage,
 so a 32x32 input is still 4x4 at the last conv. Block `blockN` corresponds to PyTorch's `features.N`.
 
-Depthwise kernels are keras DepthwiseConv2D with the spec's Xavier-normal. PyTorch computes the fans of a
+Depthwise kernels are keras DepthwiseConv2D with the package's Xavier-normal. PyTorch computes the fans of a
 depthwise weight (C, 1, 3, 3) as fan_in=9, fan_out=9C; Keras sees the kernel (3, 3, C, 1) as fan_in=9C,
 fan_out=9. The two are swapped, but 'fan_avg' only uses their sum, so the std is the same as PyTorch's.
 """

@@ -1,4 +1,4 @@
-"""CIFAR ResNet-18 of the paper's `cifar10_models` (spec §3.1).
+"""CIFAR ResNet-18 of the paper's `cifar10_models` (Yuan & Zhang 2022).
 
 Layer names follow the PyTorch module paths (`layer2.0.conv1`, `layer2.0.shortcut.bn`, ...) so that weights and
 pruning configs can be mapped one-to-one, and so that a structured pruner can read the block structure from the
@@ -61,7 +61,7 @@ def basic_block(h, filters: int, strides: int, name: str):
 
 
 @register("resnet18", "CIFAR ResNet-18: conv3x3 stem + max-pool, BasicBlocks [2,2,2,2] of 64-128-256-512, "
-                      "GAP, FC (spec §3.1); intended for 32x32x3, works for any image >= 8x8 (e.g. 28x28x1)")
+                      "GAP, FC (Yuan & Zhang 2022); intended for 32x32x3, works for any image >= 8x8 (e.g. 28x28x1)")
 def resnet18(input_shape, num_classes) -> keras.Model:
     check_image_shape(input_shape, "resnet18")
     inputs = keras.Input(shape=input_shape, name="input")

@@ -1,4 +1,4 @@
-"""VGG-16 with BatchNorm (configuration "D"), the CIFAR variant of the paper's `cifar10_models` (spec §3.1)."""
+"""VGG-16 with BatchNorm (configuration "D"), the CIFAR variant of the paper's `cifar10_models` (Yuan & Zhang 2022)."""
 from __future__ import annotations
 
 from tfprune_mia.backend import keras
@@ -14,7 +14,7 @@ DROPOUT = 0.5
 
 
 @register("vgg16_bn", "VGG-16-BN (config D, conv3x3+BN+ReLU, five max-pools, GAP, FC 4096-4096-C with dropout "
-                      "0.5; spec §3.1); intended for 32x32x3, needs images >= 32x32")
+                      "0.5; Yuan & Zhang 2022); intended for 32x32x3, needs images >= 32x32")
 def vgg16_bn(input_shape, num_classes) -> keras.Model:
     check_image_shape(input_shape, "vgg16_bn")
     min_side = 2 ** len(VGG16_STAGES)
