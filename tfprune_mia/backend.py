@@ -28,7 +28,7 @@ def _skip_autograph_for_tf_keras() -> None:
 
 _skip_autograph_for_tf_keras()
 
-# Sensitivity features are finite differences at eps=1e-3: TF32 would swamp them (spec §5.1).
+# Sensitivity features are finite differences at eps=1e-3: TF32 would swamp them (docs/deviations.md).
 tf.config.experimental.enable_tensor_float_32_execution(False)
 
 

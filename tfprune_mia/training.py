@@ -1,6 +1,6 @@
-"""Classifier training as in spec §3.2: Adam 1e-3 (eps 1e-8), coupled L2 5e-4 on every trainable variable,
-batch 128, early stopping on strict dev-accuracy improvement with the best weights restored, resumable
-epoch checkpoints, TensorBoard logs, and hooks for extra loss terms and held masks.
+"""Classifier training as in the authors' code (docs/paper_map.md): Adam 1e-3 (eps 1e-8), coupled L2 5e-4 on
+every trainable variable, batch 128, early stopping on strict dev-accuracy improvement with the best weights
+restored, resumable epoch checkpoints, TensorBoard logs, and hooks for extra loss terms and held masks.
 """
 from __future__ import annotations
 

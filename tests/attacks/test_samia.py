@@ -1,4 +1,4 @@
-"""SAMIA as spec §5.3 builds it, its h5 round-trip, the ablations' inputs and PyTorch-form SGD momentum."""
+"""SAMIA as Yuan & Zhang 2022 build it, its h5 round-trip, the ablations' inputs and PyTorch-form SGD momentum."""
 import numpy as np
 import pytest
 
@@ -8,7 +8,7 @@ from tfprune_mia.attacks.samia import PostNormEncoderLayer, build_samia, samia_f
 from tfprune_mia.backend import keras, tf
 
 
-def test_architecture_matches_the_spec():
+def test_architecture_matches_the_paper():
     model = build_samia(num_classes=10)
     encoders = [layer for layer in model.layers if isinstance(layer, PostNormEncoderLayer)]
     assert len(encoders) == 3

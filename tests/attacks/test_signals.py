@@ -1,4 +1,5 @@
-"""Signals: one traced shape for every batch (padded last batch), logits kept, sensitivity as spec §5.1."""
+"""Signals: one traced shape for every batch (padded last batch), logits kept, sensitivity as
+Yuan & Zhang 2022 define it."""
 import numpy as np
 import pytest
 

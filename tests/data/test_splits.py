@@ -1,4 +1,4 @@
-"""Victim/shadow splits (spec §2.2): sizes, disjointness, persistence and reuse."""
+"""Victim/shadow splits (Yuan & Zhang 2022): sizes, disjointness, persistence and reuse."""
 
 import numpy as np
 import pytest
@@ -12,7 +12,7 @@ def sizes(part):
     return len(part.train), len(part.dev), len(part.test)
 
 
-# Spec §2.2 size table: N -> (victim train/dev/test, each shadow's train/dev/test).
+# Sizes of the authors' split: N -> (victim train/dev/test, each shadow's train/dev/test).
 @pytest.mark.parametrize("n, victim, shadow", [
     (5_010, (1_126, 251, 1_128), (1_126, 251, 1_128)),        # Location
     (5_000, (1_125, 250, 1_125), (1_125, 250, 1_125)),        # CHMNIST

@@ -7,7 +7,7 @@ from tfprune_mia.defenses.ppb import PPBLoss, PPBTerm, ppb_divergence
 
 
 def reference_ppb(logits):
-    """Spec §6.1 written out with NumPy: KL(Q || P) of ranked softmaxes, batchmean over m = n // 2 pairs."""
+    """PPB (Yuan & Zhang 2022) in NumPy: KL(Q || P) of ranked softmaxes, batchmean over m = n // 2 pairs."""
     m = len(logits) // 2
     if m == 0:
         return 0.0
@@ -22,7 +22,7 @@ def reference_ppb(logits):
 
 
 @pytest.mark.parametrize("batch", [1, 2, 7, 8])
-def test_divergence_matches_the_spec_including_odd_batches(batch):
+def test_divergence_matches_the_paper_including_odd_batches(batch):
     logits = np.random.default_rng(batch).normal(size=(batch, 5)).astype(np.float32) * 3
     assert float(ppb_divergence(tf.constant(logits))) == pytest.approx(reference_ppb(logits), rel=1e-5, abs=1e-6)
 

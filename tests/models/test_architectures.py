@@ -1,4 +1,4 @@
-"""Registered architectures: sizes against the published numbers, spec initialisation, graph shape for pruners.
+"""Registered architectures: sizes against the published numbers, the authors' initialisation, graph shape for pruners.
 
 Parameter counts compare Keras' TRAINABLE weights with PyTorch's `numel` sum: PyTorch does not count BN running
 statistics, Keras lists them as non-trainable weights.

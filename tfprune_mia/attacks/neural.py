@@ -1,5 +1,5 @@
-"""Neural attacks: the training shared by SAMIA and the MLP baselines (spec §5.3), and the MIAFC baselines
-(spec §5.4).
+"""Neural attacks: the training shared by SAMIA and the MLP baselines (Yuan & Zhang 2022), and the MIAFC baselines
+(docs/paper_map.md).
 
 Training: cross-entropy over two logits (1 = member), SGD with PyTorch-form momentum 0.9, lr 1e-3 divided by
 10 at 50% and 75% of the epochs, coupled weight decay 5e-4 on every parameter, batch 128, shuffled, the final
@@ -63,7 +63,7 @@ def member_probability(model: keras.Model, features: np.ndarray) -> np.ndarray:
 
 
 def build_miafc(num_features: int, dropout: float = 0.2) -> keras.Model:
-    """MIAFC (spec §5.4): 512-ReLU-Drop-256-ReLU-Drop-128-ReLU-2, Xavier-normal, no input normalisation."""
+    """MIAFC (the authors' MLP): 512-ReLU-Drop-256-ReLU-Drop-128-ReLU-2, Xavier-normal, no input normalisation."""
     features = keras.Input(shape=(num_features,), name="features")
     h = features
     for index, units in enumerate((512, 256, 128)):

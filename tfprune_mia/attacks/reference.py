@@ -1,4 +1,4 @@
-"""Reference-model attacks: LiRA (Carlini et al. 2022) and RMIA (Zarifzadeh et al. 2024), mcmia spec §4.c/§4.d.
+"""Reference-model attacks: LiRA (Carlini et al., S&P 2022) and RMIA (Zarifzadeh et al., ICML 2024).
 
 They score a target sample by comparing the target model's output on it with the outputs of reference models
 that did (IN) or did not (OUT) train on it. The experiment uses the attacker's shadow models as OUT reference

@@ -1,4 +1,4 @@
-"""SAMIA (spec §5.3): a Transformer encoder over class tokens (p_k, s_k, onehot_k), trained on shadow signals.
+"""SAMIA (Yuan & Zhang 2022): a Transformer encoder over class tokens (p_k, s_k, onehot_k), trained on shadow signals.
 
 Self-attention runs across the C class tokens; there is no positional encoding, so class identity enters
 only through the one-hot channel and the position-specific weights of the dense layer after flattening.
@@ -102,7 +102,7 @@ class SAMIA(NeuralAttack):
 
 @ATTACKS.register("samia_nosens")
 class SAMIANoSensitivity(SAMIA):
-    """Ablation (spec §10 #18): SAMIA without the sensitivity chunk, tokens (p_k, onehot_k). It needs one query
+    """Ablation (ours): SAMIA without the sensitivity chunk, tokens (p_k, onehot_k). It needs one query
     per sample instead of 11 (no off-manifold perturbed inputs), so it measures what sensitivity adds."""
 
     with_sensitivity = False
@@ -110,7 +110,7 @@ class SAMIANoSensitivity(SAMIA):
 
 @ATTACKS.register("samia_mlp")
 class SAMIAFeaturesMLP(NeuralAttack):
-    """Ablation (spec §5.4, last row): SAMIA's features [p, s, onehot] into MIAFC instead of the Transformer,
+    """Ablation (unused in the authors' code): SAMIA's features [p, s, onehot] into MIAFC instead of the Transformer,
     separating the contribution of the features from that of self-attention across classes."""
 
     def features(self, signals):

@@ -1,4 +1,4 @@
-"""Per-sample signals, the only thing attacks see (spec §5.1): posteriors, per-class sensitivities, labels.
+"""Per-sample signals, the only thing attacks see (Yuan & Zhang 2022): posteriors, per-class sensitivities, labels.
 
 Sensitivity s_k(x) = mean_j |softmax(f(x + eps*u_j))_k - p_k(x)| / eps over m Gaussian directions u_j, in
 normalised input space. The m perturbed copies of a batch go through the model as one tiled batch, in float32

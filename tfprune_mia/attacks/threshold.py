@@ -1,4 +1,4 @@
-"""Threshold attacks on posterior-derived scores (spec §5.5; Song & Mittal; Yeom et al.).
+"""Threshold attacks on posterior-derived scores (Song & Mittal 2021; Yeom et al. 2018; Yuan & Zhang 2022).
 
 Class-wise attacks learn one threshold per class on the shadow data; a target sample's membership score is
 its raw score minus its class threshold, so the decision is `score >= 0` and the ROC sweeps all thresholds

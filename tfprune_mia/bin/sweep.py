@@ -1,7 +1,7 @@
 """Run a grid of train_prune configurations (pruners x sparsities) and print one combined table.
 
   sweep --sparsities=0.5,0.7,0.9
-  sweep --pruners=l1_unstructured,l1_global --sparsities=0.7,0.9 --flagfile=flags/demo.flags
+  sweep --pruners=l1_unstructured,l1_filter --sparsities=0.7,0.9 --flagfile=flags/demo.flags
 
 The originals are trained once and shared by every configuration; finished configurations are skipped, so a
 killed sweep is resumed by running the same command again.

@@ -18,7 +18,7 @@ from tfprune_mia.io import atomic_path, sha256_file
 
 @dataclasses.dataclass(frozen=True)
 class Dataset:
-    """All records of a dataset in the spec's canonical order (official train then test), normalised.
+    """All records of a dataset in the authors' canonical order (official train then test), normalised.
 
     x: float32 inputs, NHWC for images, flat for tabular data. y: int64 labels in [0, num_classes).
     """

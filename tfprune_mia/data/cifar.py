@@ -17,7 +17,7 @@ from tfprune_mia.data import register
 from tfprune_mia.data.base import Dataset, RemoteFile, default_data_dir, parse_tar_members, resolve_file
 from tfprune_mia.errors import DataError
 
-# Spec §2.1: both CIFARs use the CIFAR-10 statistics, as in the authors' code.
+# Both CIFARs use the CIFAR-10 statistics, as in the authors' code (docs/paper_map.md).
 MEAN = (0.4914, 0.4822, 0.4465)
 STD = (0.2023, 0.1994, 0.2010)
 IMAGE_BYTES = 3 * 32 * 32
@@ -28,7 +28,7 @@ CIFAR10 = RemoteFile("cifar-10-python.tar.gz", "https://www.cs.toronto.edu/~kriz
 CIFAR100 = RemoteFile("cifar-100-python.tar.gz", "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
                       "85cd44d02ba6437773c5bbd22e183051d648de2e7d6b014e1ef29b855ba677a7")
 
-# Canonical record order (spec §2.2): the official training batches, then the test batch.
+# Canonical record order (torchvision's, as the authors' split): the official training batches, then the test batch.
 CIFAR10_MEMBERS = tuple(f"cifar-10-batches-py/data_batch_{i}" for i in range(1, 6)) + (
     "cifar-10-batches-py/test_batch",)
 CIFAR100_MEMBERS = ("cifar-100-python/train", "cifar-100-python/test")

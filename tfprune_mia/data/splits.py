@@ -1,4 +1,4 @@
-"""Victim/shadow member and non-member index sets (spec §2.2), persisted once per (dataset, seed).
+"""Victim/shadow member and non-member index sets (Yuan & Zhang 2022), persisted once per (dataset, seed).
 
 The dataset is halved into a victim half and a shadow half; each half is split 45/10/45 into train (members),
 dev (early stopping) and test (non-members). Shadow i re-splits the shadow half with seed + i, so the shadows

@@ -1,7 +1,7 @@
 """The tabular sets: Purchase100, Texas100 and Location, as binary feature vectors with 0-indexed labels.
 
 Every accepted file stores labels 1-indexed; the loaders subtract 1 and then insist on 0..K-1. Inputs are
-left as raw 0/1 floats (spec §2.1). The CSVs are large (Texas' feature file is ~0.8 GB of text), so they are
+left as raw 0/1 floats (as the authors do). The CSVs are large (Texas' feature file is ~0.8 GB of text), so they are
 parsed in line-aligned chunks by a vectorised integer parser, falling back to np.loadtxt for any chunk that
 holds something other than unsigned integers.
 """

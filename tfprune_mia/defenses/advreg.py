@@ -1,6 +1,6 @@
-"""Adversarial regularisation, Nasr et al.'s min-max game (spec §6.2; MCMIA spec §3).
+"""Adversarial regularisation, Nasr et al.'s min-max game (Nasr et al., CCS 2018).
 
-An inference model h on [softmax(f(x)), onehot(y)] (MCMIA spec §3.3: probability branch 1024-512-64, label
+An inference model h on [softmax(f(x)), onehot(y)] (Nasr et al.'s network: probability branch 1024-512-64, label
 branch 128-64, combiner 512-256-128-64-1) learns to tell members (label 1) from reference
 non-members (label 0); the classifier then minimises CE + theta * mean_B log h(f(x), y) -- the same as the
 reference code's CE - theta * CE(h, member) -- pushing h's member score on its own training batch down.
@@ -29,7 +29,7 @@ from tfprune_mia.models.layers import xavier_normal
 from tfprune_mia.training import TrainingHook
 
 H_LEARNING_RATE = 1e-3
-H_WEIGHT_DECAY = 5e-4  # spec §6.2: Adam (lr 1e-3, wd 5e-4), coupled as everywhere in this package
+H_WEIGHT_DECAY = 5e-4  # the authors' code: Adam (lr 1e-3, wd 5e-4), coupled as everywhere in this package
 
 
 def build_inference_model(num_classes: int) -> keras.Model:
@@ -80,7 +80,7 @@ class AdversarialRegularisation(TrainingHook):
 
     The inference model persists across every TrainingModel the hook is attached to (ADMM's W-steps, then masked
     retraining), as in MCMIA's pseudo-code. With active_with_masks=False the game pauses in trainings that hold
-    masks (MCMIA's masked retraining, spec note C ablation).
+    masks (MCMIA's masked retraining, the ablation C of docs/deviations.md).
     """
 
     def __init__(self, strength: float, steps: int, mode: str, members: Tuple[np.ndarray, np.ndarray],
@@ -154,7 +154,7 @@ class AdversarialRegularisation(TrainingHook):
 
 @DEFENSES.register("adv")
 class AdvReg(Defense):
-    default_strength = 4.0  # spec §6.2 default theta
+    default_strength = 4.0  # the authors' default theta
     fields = ("strength", "adv_mode", "adv_steps")
 
     @classmethod

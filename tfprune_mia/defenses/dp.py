@@ -1,5 +1,5 @@
-"""DP-SGD fine-tuning with TF Privacy (spec §6.3 with the fixes of §10 #8): true per-example clipping, Gaussian
-noise, and epsilon from an RDP accountant (dp_accounting), stored in the run JSON.
+"""DP-SGD fine-tuning with TF Privacy (the authors', fixed as docs/deviations.md says): true per-example clipping,
+Gaussian noise, and epsilon from an RDP accountant (dp_accounting), stored in the run JSON.
 
 - Per-example gradients: TrainingModel hands the per-example loss vector and its tape to this hook, which runs
   TF Privacy's DP optimiser (`GenericDPAdamOptimizer` / `GenericDPSGDOptimizer` with a Gaussian sum query,

@@ -1,7 +1,7 @@
-"""MCMIA-Pruning & Min-Max (MCMIA spec §1.5): ADMM pruning whose W-step is Nasr's min-max game, optionally
+"""MCMIA-Pruning & Min-Max (MCMIA, Wang et al. 2020): ADMM pruning whose W-step is Nasr's min-max game, optionally
 continued in masked retraining. MCMIA-Pruning alone is the `admm` pruner with `--defense=none`.
 
-Reconstruction choices (notes A-D of the spec):
+Reconstruction choices (A-D, as in docs/deviations.md):
 - A: starts from the normally trained original (the shared cached originals), as ADMM code always does.
 - B: privacy term theta * mean log h(f(x), y) (= -theta * BCE(h, member)), the paper-level form.
 - C: the game runs in both phases by default (`mcmia_retrain_game`); False pauses it in masked retraining,

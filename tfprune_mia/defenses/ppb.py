@@ -1,4 +1,4 @@
-"""PPB, pair-based posterior balancing (spec §6.1): CE + lambda * KL(Q || P) between the ranked softmax vectors
+"""PPB, pair-based posterior balancing (Yuan & Zhang 2022): CE + lambda * KL(Q || P) between the ranked softmax vectors
 of the two halves of each minibatch, P = first half, Q = second half, pairs (i, i + m), m = floor(n / 2).
 
 Ranking (sorting each logit vector) removes class identity, so the term pushes every member towards one common

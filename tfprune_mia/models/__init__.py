@@ -1,6 +1,6 @@
 """Architecture registry: `build_model(name, input_shape, num_classes)` returns a functional keras.Model.
 
-Every builder uses the spec's initialisation (untruncated Xavier-normal, zero bias, BN gamma=1 beta=0) and
+Every builder uses the authors' initialisation (untruncated Xavier-normal, zero bias, BN gamma=1 beta=0) and
 PyTorch-equivalent BatchNorm settings (momentum 0.9, epsilon 1e-5), and names its layers so that pruners can
 follow conv -> BN -> next-layer chains.
 """

@@ -1,4 +1,4 @@
-"""CIFAR DenseNet-121 (DenseNet-BC) of the paper's `cifar10_models` (spec §3.1).
+"""CIFAR DenseNet-121 (DenseNet-BC) of the paper's `cifar10_models` (Yuan & Zhang 2022).
 
 Names mirror the PyTorch module paths (`denseblock2.denselayer5.conv1`, `transition2.conv`, `norm5`). Each dense
 layer ends in a Concatenate of its input and its 32 new channels, so a channel pruner can see which input
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from tfprune_mia.backend import keras
 from tfprune_mia.models import register
-from tfprune_mia.models.layers import batch_norm, conv2d, dense
+from tfprune_mia.models.layers import batch_norm, conv2d, conv_bn_relu, dense
 from tfprune_mia.models.resnet import check_image_shape, max_pool_3x3_s2_p1
 
 GROWTH_RATE = 32
@@ -38,13 +38,11 @@ def transition(h, name: str):
 
 
 @register("densenet121", "CIFAR DenseNet-121 (growth 32, blocks 6-12-24-16, bn_size 4, compression 0.5, conv3x3 "
-                         "stem + max-pool; spec §3.1); intended for 32x32x3, works for images >= 16x16")
+                         "stem + max-pool; Yuan & Zhang 2022); intended for 32x32x3, works for images >= 16x16")
 def densenet121(input_shape, num_classes) -> keras.Model:
     check_image_shape(input_shape, "densenet121")
     inputs = keras.Input(shape=input_shape, name="input")
-    h = conv2d(INIT_FEATURES, 3, "conv0", padding="same", use_bias=False)(inputs)
-    h = batch_norm("norm0")(h)
-    h = keras.layers.ReLU(name="relu0")(h)
+    h = conv_bn_relu(inputs, INIT_FEATURES, 3, ("conv0", "norm0", "relu0"))
     h = max_pool_3x3_s2_p1(h, "pool0")
     for block, layers in enumerate(BLOCK_LAYERS, start=1):
         for layer in range(1, layers + 1):

@@ -8,7 +8,7 @@ from tfprune_mia.models import register
 from tfprune_mia.models.layers import dense
 
 
-@register("columnfc", "FC d-256-128-C with ReLU and dropout 0.1 (tabular datasets, spec §3.1)")
+@register("columnfc", "FC d-256-128-C with ReLU and dropout 0.1 (tabular datasets, Yuan & Zhang 2022)")
 def columnfc(input_shape, num_classes) -> keras.Model:
     inputs = keras.Input(shape=input_shape, name="input")
     h = inputs

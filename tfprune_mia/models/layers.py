@@ -1,5 +1,7 @@
-"""Layer factories with the spec's initialisation and PyTorch-equivalent BatchNorm (spec §3.1, §11)."""
+"""Layer factories with the authors' initialisation and PyTorch-equivalent BatchNorm (docs/paper_map.md, "Models")."""
 from __future__ import annotations
+
+from typing import Optional, Sequence
 
 from tfprune_mia.backend import keras
 
@@ -26,3 +28,15 @@ def conv2d(filters: int, kernel_size, name: str, strides=1, padding: str = "same
 def batch_norm(name: str) -> keras.layers.BatchNormalization:
     return keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name,
                                            gamma_initializer="ones", beta_initializer="zeros")
+
+
+def conv_bn_relu(h, filters: int, kernel_size, names: Sequence[str], strides=1, padding: str = "same",
+                 use_bias: bool = False, relu_max: Optional[float] = None):
+    """Conv -> BN -> ReLU, the block every CNN here repeats. `names` = (conv, bn, relu) layer names, or (conv, bn)
+    for no activation (MobileNetV2's linear bottleneck); `relu_max=6.0` gives ReLU6."""
+    conv_name, bn_name, *relu_name = names
+    h = conv2d(filters, kernel_size, conv_name, strides=strides, padding=padding, use_bias=use_bias)(h)
+    h = batch_norm(bn_name)(h)
+    if relu_name:
+        h = keras.layers.ReLU(max_value=relu_max, name=relu_name[0])(h)
+    return h

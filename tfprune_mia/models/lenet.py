@@ -1,7 +1,7 @@
 """LeNet-5 as in the ADMM weight-pruning code (Zhang et al., ECCV 2018) that MCMIA builds on.
 
 Kept as in that code: 'valid' 5x5 convolutions with bias, ReLU, 2x2 max-pools with 'same' padding, dropout 0.5
-before the last layer. Only the initialisation is the project-wide one (spec §3.1), not the original
+before the last layer. Only the initialisation is the project-wide one (docs/deviations.md), not the original
 truncated-normal(0.1) / bias 0.1.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ DROPOUT = 0.5
 
 
 @register("lenet5", "LeNet-5 of the ECCV'18 ADMM code: conv5x5x20-pool-conv5x5x50-pool-FC500-FC C, ReLU "
-                    "(MCMIA spec §2.3); intended for 28x28x1 (flatten 800), the flatten adapts to other sizes")
+                    "(as MCMIA uses it); intended for 28x28x1 (flatten 800), the flatten adapts to other sizes")
 def lenet5(input_shape, num_classes) -> keras.Model:
     check_image_shape(input_shape, "lenet5")
     inputs = keras.Input(shape=input_shape, name="input")

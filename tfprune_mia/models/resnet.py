@@ -1,4 +1,4 @@
-"""CIFAR ResNet-18 of the paper's `cifar10_models` (spec §3.1).
+"""CIFAR ResNet-18 of the paper's `cifar10_models` (Yuan & Zhang 2022).
 
 Layer names follow the PyTorch module paths (`layer2.0.conv1`, `layer2.0.shortcut.bn`, ...) so that weights and
 pruning configs can be mapped one-to-one, and so that a structured pruner can read the block structure from the
@@ -9,7 +9,7 @@ from __future__ import annotations
 from tfprune_mia.backend import keras
 from tfprune_mia.errors import ConfigError
 from tfprune_mia.models import register
-from tfprune_mia.models.layers import batch_norm, conv2d, dense
+from tfprune_mia.models.layers import batch_norm, conv2d, conv_bn_relu, dense
 
 STAGE_WIDTHS = (64, 128, 256, 512)
 BLOCKS_PER_STAGE = (2, 2, 2, 2)
@@ -61,13 +61,11 @@ def basic_block(h, filters: int, strides: int, name: str):
 
 
 @register("resnet18", "CIFAR ResNet-18: conv3x3 stem + max-pool, BasicBlocks [2,2,2,2] of 64-128-256-512, "
-                      "GAP, FC (spec §3.1); intended for 32x32x3, works for any image >= 8x8 (e.g. 28x28x1)")
+                      "GAP, FC (Yuan & Zhang 2022); intended for 32x32x3, works for any image >= 8x8 (e.g. 28x28x1)")
 def resnet18(input_shape, num_classes) -> keras.Model:
     check_image_shape(input_shape, "resnet18")
     inputs = keras.Input(shape=input_shape, name="input")
-    h = conv2d(64, 3, "conv1", padding="same", use_bias=False)(inputs)
-    h = batch_norm("bn1")(h)
-    h = keras.layers.ReLU(name="relu")(h)
+    h = conv_bn_relu(inputs, 64, 3, ("conv1", "bn1", "relu"))
     # The paper's variant keeps torchvision's stem max-pool, so a 32x32 input is 16x16 entering layer1.
     h = max_pool_3x3_s2_p1(h, "maxpool")
     for stage, (filters, blocks) in enumerate(zip(STAGE_WIDTHS, BLOCKS_PER_STAGE), start=1):

@@ -1,10 +1,10 @@
-"""VGG-16 with BatchNorm (configuration "D"), the CIFAR variant of the paper's `cifar10_models` (spec §3.1)."""
+"""VGG-16 with BatchNorm (configuration "D"), the CIFAR variant of the paper's `cifar10_models` (Yuan & Zhang 2022)."""
 from __future__ import annotations
 
 from tfprune_mia.backend import keras
 from tfprune_mia.errors import ConfigError
 from tfprune_mia.models import register
-from tfprune_mia.models.layers import batch_norm, conv2d, dense
+from tfprune_mia.models.layers import conv_bn_relu, dense
 from tfprune_mia.models.resnet import check_image_shape
 
 # Convolution widths per stage; each stage ends with a 2x2 max-pool.
@@ -14,7 +14,7 @@ DROPOUT = 0.5
 
 
 @register("vgg16_bn", "VGG-16-BN (config D, conv3x3+BN+ReLU, five max-pools, GAP, FC 4096-4096-C with dropout "
-                      "0.5; spec §3.1); intended for 32x32x3, needs images >= 32x32")
+                      "0.5; Yuan & Zhang 2022); intended for 32x32x3, needs images >= 32x32")
 def vgg16_bn(input_shape, num_classes) -> keras.Model:
     check_image_shape(input_shape, "vgg16_bn")
     min_side = 2 ** len(VGG16_STAGES)
@@ -27,9 +27,7 @@ def vgg16_bn(input_shape, num_classes) -> keras.Model:
     for stage, widths in enumerate(VGG16_STAGES, start=1):
         for index, filters in enumerate(widths, start=1):
             suffix = f"{stage}_{index}"
-            h = conv2d(filters, 3, f"conv{suffix}", padding="same", use_bias=True)(h)
-            h = batch_norm(f"bn{suffix}")(h)
-            h = keras.layers.ReLU(name=f"relu{suffix}")(h)
+            h = conv_bn_relu(h, filters, 3, (f"conv{suffix}", f"bn{suffix}", f"relu{suffix}"), use_bias=True)
         h = keras.layers.MaxPooling2D(2, name=f"pool{stage}")(h)
     # AdaptiveAvgPool2d(1) is a global mean whatever the remaining spatial size (1x1 for 32x32 inputs).
     h = keras.layers.GlobalAveragePooling2D(name="avgpool")(h)

@@ -1,4 +1,4 @@
-"""ADMM weight pruning (Zhang et al. ECCV 2018) as MCMIA uses it (MCMIA spec §1.4, §2.2).
+"""ADMM weight pruning (Zhang et al. ECCV 2018) as MCMIA (Wang et al. 2020) uses it.
 
 Per-layer cardinality constraints card(W_i) <= keep_i on every Conv/Dense/depthwise kernel (the same per-layer
 sparsity as l1_unstructured). K iterations of: W-step (E epochs of Adam on CE + coupled weight decay + extra
@@ -8,7 +8,7 @@ shared fine-tuning does the masked retraining with a fresh optimiser.
 
 The W-step takes `loss_terms` (training.LossTerm) so a min-max defence (MCMIA's lambda * max_h G term) plugs in
 without touching this file. Defaults: rho_0 = 1e-3 growing x1.3 per iteration, capped at 1 (the group's later
-code, spec §1.6); one Adam (lr of the fine-tune config) across all W-steps, as in the ECCV code.
+code, docs/deviations.md); one Adam (lr of the fine-tune config) across all W-steps, as in the ECCV code.
 """
 from __future__ import annotations
 

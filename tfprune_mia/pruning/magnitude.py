@@ -1,4 +1,4 @@
-"""L1 unstructured magnitude pruning (spec §4.2, `l1unstructure`).
+"""L1 unstructured magnitude pruning (Han et al. 2015; the authors' `l1unstructure`).
 
 Every Conv/Dense (and depthwise) kernel is prunable, the first conv and the classifier included, as the paper's
 nni LevelPruner does; biases and BatchNorm are left alone. `scope=layer` (the paper) goes through tfmot

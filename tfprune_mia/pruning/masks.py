@@ -10,7 +10,7 @@ from tfprune_mia.training import MaskPairs
 
 
 def prunable_kernel(layer: keras.layers.Layer) -> Optional[tf.Variable]:
-    """The weight an unstructured pruner may zero: Conv/Dense kernels and depthwise kernels (spec §4.2)."""
+    """The weight an unstructured pruner may zero: Conv/Dense kernels and depthwise kernels (as nni's)."""
     if isinstance(layer, keras.layers.DepthwiseConv2D):
         return layer.depthwise_kernel
     if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)):

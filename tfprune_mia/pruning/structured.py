@@ -1,4 +1,4 @@
-"""Structured pruners that physically remove channels (spec §4.2 `l1structure`, `l2structure`, `slim`).
+"""Structured pruners that physically remove channels (the authors' `l1structure`, `l2structure`, `slim`).
 
 Filter pruning (Li et al. 2017, nni L1/L2FilterPruner): every Conv2D, the stem and 1x1 shortcut convs included,
 loses n = floor(C*s) output filters with the smallest L1 (or L2) norm; Dense layers, the classifier included,
@@ -9,7 +9,7 @@ Network slimming (Liu et al. 2017): one global threshold over the BatchNorm |gam
 seen by several BNs (ResNet's residual stream, DenseNet's concatenated features) scores its largest |gamma|, so
 it goes only if it is unimportant in every BN that uses it. Every conv keeps at least one channel.
 
-Deviation from nni (spec §10 #4): the BN after a pruned filter is masked too, so a pruned channel emits 0 rather
+Deviation from nni (docs/deviations.md): the BN after a pruned filter is masked too, so a pruned channel emits 0 rather
 than relu(beta); only then can it be physically removed with unchanged outputs.
 """
 from __future__ import annotations
