@@ -12,7 +12,7 @@ from tfprune_mia.errors import ConfigError
 
 
 def brute_force_p_value(eps, delta, m, r, v):
-    """Steinke et al. 2023, Thm. 3, summed term by term from the binomial pmf."""
+    """Steinke et al. 2023 (main theorem), summed term by term from the binomial pmf."""
     q = math.exp(eps) / (1 + math.exp(eps))
     pmf = [stats.binom.pmf(k, r, q) for k in range(r + 1)]
     tail = sum(pmf[v:])

@@ -3,18 +3,18 @@
 A DP guarantee promises that no attack distinguishes a record's presence better than e^epsilon allows; an attack
 that does better is statistical evidence that the promise fails. Three estimators, all fed by any attack's scores:
 
-- `one_run_audit` (Steinke, Nasr & Jagielski, "Privacy Auditing with One (1) Training Run", NeurIPS 2023, Thm. 3
-  and Alg. 1): m canaries, each included independently with probability 1/2 in ONE training run; guess IN for the
-  k+ highest scores, OUT for the k- lowest, abstain on the rest. With r guesses and v correct, an (eps, delta)-DP
-  training run allows v only with p-value P[Binom(r, q) >= v] + 2 m delta alpha, q = e^eps / (1 + e^eps),
-  alpha = max_i (1/i) P[v - i <= Binom(r, q) < v]; the bound is the largest eps whose p-value is below
-  1 - confidence.
+- `one_run_audit` (Steinke, Nasr & Jagielski, "Privacy Auditing with One (1) Training Run", NeurIPS 2023, main
+  theorem and its auditing algorithm): m canaries, each included independently with probability 1/2 in ONE
+  training run; guess IN for the k+ highest scores, OUT for the k- lowest, abstain on the rest. With r guesses
+  and v correct, an (eps, delta)-DP training run allows v only with p-value P[Binom(r, q) >= v] + 2 m delta alpha,
+  q = e^eps / (1 + e^eps), alpha = max_i (1/i) P[v - i <= Binom(r, q) < v]; the bound is the largest eps whose
+  p-value is below 1 - confidence.
 - `multi_run_audit(..., method="clopper_pearson")` (Jagielski, Ullman & Oprea, "Auditing Differentially Private
-  Machine Learning: How Private is Private SGD?", NeurIPS 2020, Sec. 3): independent trials (a trained model each,
+  Machine Learning: How Private is Private SGD?", NeurIPS 2020): independent trials (a trained model each,
   with or without the canary); a threshold attack's false positive / negative rates, bounded from above with
   one-sided Clopper-Pearson intervals, give eps >= log((1 - delta - FNR) / FPR) (and the symmetric term).
 - `multi_run_audit(..., method="gdp")` (Nasr, Hayes, Steinke, Balle, Tramer, Jagielski, Carlini & Terzis, "Tight
-  Auditing of Differentially Private Machine Learning", USENIX Security 2023, Sec. 4): the same rate bounds read
+  Auditing of Differentially Private Machine Learning", USENIX Security 2023): the same rate bounds read
   as a Gaussian trade-off curve, mu = Phi^-1(1 - FPR) - Phi^-1(FNR), converted to (eps, delta) with Dong, Roth &
   Su's formula ("Gaussian Differential Privacy", JRSS-B 2022, Cor. 2.13). Tighter than Clopper-Pearson, but a
   lower bound only for mechanisms whose trade-off curve is Gaussian (DP-SGD's is, approximately): an estimate.
@@ -24,7 +24,7 @@ the best of many tries is optimistic. Every audit pays for its choice: `selectio
 every candidate at confidence 1 - (1 - confidence) / choices and keeps the best, valid by the union bound;
 `"holdout"` picks the candidate on a random half of the canaries (or trials) and bounds epsilon on the other half
 only (valid since the halves' inclusions are independent: conditioned on the first half, the run is still
-(eps, delta)-DP in each canary of the second, Steinke et al. Sec. 5); `"fixed"` uses a rule chosen in advance.
+(eps, delta)-DP in each canary of the second); `"fixed"` uses a rule chosen in advance.
 """
 from __future__ import annotations
 
@@ -94,7 +94,7 @@ class EpsilonBound:
 
 def one_run_p_value(epsilon: float, delta: float, canaries: int, guesses: int, correct: int) -> float:
     """P-value of observing `correct` right guesses out of `guesses` if the run were (epsilon, delta)-DP
-    in each of `canaries` canaries (Steinke et al. 2023, Thm. 3)."""
+    in each of `canaries` canaries (Steinke et al. 2023, main theorem)."""
     _check_counts(canaries, guesses, correct)
     if correct == 0:
         return 1.0
@@ -110,7 +110,7 @@ def one_run_p_value(epsilon: float, delta: float, canaries: int, guesses: int, c
 
 def one_run_epsilon(canaries: int, guesses: int, correct: int, delta: float, confidence: float = 0.95) -> float:
     """The largest epsilon whose one-run p-value is below 1 - confidence, found by bracketing the crossing
-    (Steinke et al. Alg. 1 bisects; Brent's method reaches the same point in fewer steps);
+    (Steinke et al. bisect; Brent's method reaches the same point in fewer steps);
     0 when the guesses are no better than chance at that confidence."""
     _check_probability("delta", delta, allow_zero=True)
     _check_probability("confidence", confidence)
@@ -221,7 +221,7 @@ def clopper_pearson_upper(errors: int, trials: int, significance: float) -> floa
 
 def clopper_pearson_epsilon(fpr_upper: float, fnr_upper: float, delta: float) -> float:
     """eps >= max(log((1 - delta - FNR) / FPR), log((1 - delta - FPR) / FNR)) from upper bounds on the
-    rates (Jagielski et al. 2020, Sec. 3.1); 0 when neither log is positive."""
+    rates (Jagielski et al. 2020); 0 when neither log is positive."""
     terms = [0.0]
     for a, b in ((fnr_upper, fpr_upper), (fpr_upper, fnr_upper)):
         if b > 0 and 1.0 - delta - a > 0:

@@ -1,6 +1,6 @@
 """Canaries for auditing a privacy claim: m records, each trained on with probability 1/2, persisted beside the split.
 
-The one-run audit (Steinke, Nasr & Jagielski, NeurIPS 2023, Sec. 2 and 6) needs records whose membership is a
+The one-run audit (Steinke, Nasr & Jagielski, NeurIPS 2023) needs records whose membership is a
 fair, independent coin flip and whose influence on the model is as large as possible, so that an attack's
 guesses measure the worst case the DP promise covers rather than an average record. Canaries are drawn (seeded)
 from a pool of records the model does not otherwise see, then made atypical:
@@ -143,7 +143,8 @@ def training_arrays(x: np.ndarray, y: np.ndarray, train_indices: np.ndarray,
     train_indices = np.asarray(train_indices)
     clash = np.intersect1d(train_indices, canaries.indices)
     if clash.size:
-        # A canary that is also an ordinary member is trained on whatever its coin says: the audit would be void.
+        # A canary that is also an ordinary member is seen whatever its coin says: a blunted canary, and a sign
+        # that the pool was chosen wrongly.
         raise ConfigError(f"{clash.size} canaries (e.g. record {clash[0]}) are also ordinary training records; "
                           "draw the canaries from records outside the training set (make_canaries(pool=...))")
     canary_x, canary_y = canary_records(canaries, x)

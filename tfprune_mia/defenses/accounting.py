@@ -104,8 +104,8 @@ def calibrate_noise(target_epsilon: float, sample_rate: float, steps: int, delta
 
 def default_delta(num_records: int) -> float:
     """min(1e-5, N^-1.1): well below 1/N, since delta = 1/N allows the mechanism to expose one record in N
-    outright (Dwork & Roth, The Algorithmic Foundations of Differential Privacy, Sec. 2.3, "delta less than the
-    inverse of any polynomial in the size of the database")."""
+    outright (Dwork & Roth, The Algorithmic Foundations of Differential Privacy, Sec. 2.3: delta should be below the
+    inverse of any polynomial in the size of the database)."""
     if num_records < 1:
         raise ConfigError(f"num_records={num_records}: delta needs the number of training records (>= 1)")
     return min(1e-5, float(num_records) ** -1.1)
