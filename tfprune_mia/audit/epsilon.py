@@ -198,7 +198,8 @@ def _one_run_result(eps, delta, confidence, selection, m, r, v, choices, k_plus,
 
 
 def _counts_for(pair: Tuple[float, float], m: int) -> Tuple[int, int]:
-    return int(math.floor(pair[0] * m)), int(math.floor(pair[1] * m))
+    # The epsilon keeps 0.29 * 100 at 29 despite its binary representation (28.999...).
+    return int(math.floor(pair[0] * m + 1e-9)), int(math.floor(pair[1] * m + 1e-9))
 
 
 def _check_k_grid(k_grid) -> Tuple[Tuple[float, float], ...]:
