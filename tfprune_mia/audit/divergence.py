@@ -1,4 +1,4 @@
-"""Prediction-divergence analysis (spec §7): confidence, sensitivity and generalisation gaps, per class."""
+"""Prediction divergence (Yuan & Zhang 2022, Figure 1): confidence, sensitivity and generalisation gaps, per class."""
 from __future__ import annotations
 
 from typing import Dict

@@ -2,7 +2,7 @@
 writes the same result JSON as train_prune.
 
   audit --target_model=model.h5 --members=train.npz --non_members=test.npz \
-        --shadow_models=s0.h5,s1.h5 --shadow_members=s0_in.npz,s1_in.npz --shadow_non_members=s0_out.npz,s1_out.npz \
+        --shadow_models=shadow.h5 --shadow_members=shadow_train.npz --shadow_non_members=shadow_test.npz \
         [--pruned_model=pruned.h5] [--population=population.npz] --attacks=samia,rmia_offline,conf
 
 Arrays are .npz files with `x` (records shaped like the model's input) and `y` (integer labels); models are
@@ -26,13 +26,17 @@ flags.DEFINE_string("pruned_model", None, "The target's pruned version, audited 
 flags.DEFINE_list("pruned_shadow_models", [], "The attacker's pruned shadows (same data as --shadow_models); "
                   "default: the unpruned shadows.")
 flags.DEFINE_string("population", None, ".npz (x, y) of records no model trained on (needed by RMIA).")
-flags.DEFINE_list("attacks", ["samia", "conf", "entropy", "mentr"], "Attack registry names, or 'all' "
-                  "(online LiRA/RMIA need the train_prune pipeline).")
-flags.DEFINE_integer("attack_epochs", 30, "Training epochs of the neural attack models (paper: 100).")
-flags.DEFINE_integer("bootstrap_resamples", 200, "Bootstrap resamples of the 95% intervals (0 disables them).")
-flags.DEFINE_integer("num_perturbations", 10, "Gaussian directions per sample for the sensitivity signal.")
-flags.DEFINE_float("perturbation_epsilon", 1e-3, "Finite-difference step of the sensitivity signal.")
-flags.DEFINE_integer("seed", 7, "Seed of the attack models and bootstrap.")
+# Shared with the experiment binaries (which may already be imported into this process, e.g. in tests).
+for define, name, default, text in [
+        (flags.DEFINE_list, "attacks", ["samia", "conf", "entropy", "mentr"],
+         "Attack registry names, or 'all' (online LiRA/RMIA need the train_prune pipeline)."),
+        (flags.DEFINE_integer, "attack_epochs", 30, "Training epochs of the neural attack models (paper: 100)."),
+        (flags.DEFINE_integer, "bootstrap_resamples", 200, "Bootstrap resamples of the 95% intervals (0 disables them)."),
+        (flags.DEFINE_integer, "num_perturbations", 10, "Gaussian directions per sample for the sensitivity signal."),
+        (flags.DEFINE_float, "perturbation_epsilon", 1e-3, "Finite-difference step of the sensitivity signal."),
+        (flags.DEFINE_integer, "seed", 7, "Seed of the attack models and bootstrap.")]:
+    if name not in flags.FLAGS:
+        define(name, default, text)
 flags.DEFINE_string("output", "audit.json", "Result JSON to write (an existing file is never overwritten).")
 FLAGS = flags.FLAGS
 
