@@ -86,3 +86,17 @@ def test_bad_configs_fail_before_any_work(tmp_path, overrides, message):
     with pytest.raises(ConfigError, match=message):
         ExperimentConfig(**{**TINY, **overrides, "run_root": str(tmp_path)})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_attacks_on_the_unchanged_original_are_reused_across_configurations(first_run):
+    config, result = first_run
+    attack_files = sorted((config.base_dir / "attacks").glob("*.json"))
+    # Two finished configurations share the original setting: its attacks were computed once.
+    original = [p for p in attack_files if p.stat().st_mtime_ns == min(q.stat().st_mtime_ns for q in attack_files)]
+    assert attack_files and original
+    stamps = {path: path.stat().st_mtime_ns for path in attack_files}
+    third = run_experiment(dataclasses.replace(config, prune=PruneConfig(sparsity=0.5)))
+    after = sorted((config.base_dir / "attacks").glob("*.json"))
+    assert {p: p.stat().st_mtime_ns for p in attack_files} == stamps  # nothing rewritten
+    assert len(after) == len(attack_files) + len(config.attacks)  # only the new pruned setting's attacks
+    assert third.original.to_dict()["attacks"] == result.original.to_dict()["attacks"]

@@ -5,7 +5,6 @@ The results JSON is written last: its existence means the configuration is compl
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
 from pathlib import Path
@@ -18,9 +17,11 @@ from tfprune_mia import faults
 from tfprune_mia.attacks import ATTACKS, MembershipSet
 from tfprune_mia.attacks.tfp_bridge import OptionalDependencyError, run_tfp_suite
 from tfprune_mia.audit.core import audit, derived_seed
+from tfprune_mia.audit.divergence import divergence_report
 from tfprune_mia.audit.results import AuditResult, ExperimentResult
 from tfprune_mia.errors import CheckpointError
 from tfprune_mia.io import write_json, write_npz
+from tfprune_mia.pipeline.attack_cache import AttackCache
 from tfprune_mia.pipeline.config import ExperimentConfig
 from tfprune_mia.pipeline.roles import SETTINGS, VICTIM, Setting
 from tfprune_mia.pipeline.stages import Stages
@@ -33,18 +34,28 @@ def result_path(config: ExperimentConfig) -> Path:
 
 
 def attack_setting(stages: Stages, setting: Setting) -> Tuple[AuditResult, MembershipSet]:
-    """Attack the victim of `setting` with attacks trained on correspondingly made shadows / references."""
+    """Attack the victim of `setting` with attacks trained on correspondingly made shadows / references; attack
+    results already computed on the same models with the same attack configuration are reused."""
     config = stages.config
     target = stages.membership(VICTIM, setting)
-    needs_reference = any(ATTACKS.get(name).needs_reference for name in config.attacks)
-    reference = stages.reference_signals(setting) if needs_reference else None
-    shadow = stages.shadow_membership(setting)
-    faults.point("stage.attack")
-    result = audit(target, shadow, config.attacks, reference, config.bootstrap_resamples,
-                   seed=derived_seed(config.seed, setting.name), attack_epochs=config.attack_epochs,
-                   model=stages.facts(setting))
+    cache = AttackCache(stages, setting)
+    attacks = {name: cache.get(name) for name in config.attacks}
+    missing = [name for name, result in attacks.items() if result is None]
+    if missing:
+        faults.point("stage.attack")
+        needs_reference = any(ATTACKS.get(name).needs_reference for name in missing)
+        fresh = audit(target, stages.shadow_membership(setting), missing,
+                      stages.reference_signals(setting) if needs_reference else None, config.bootstrap_resamples,
+                      seed=derived_seed(config.seed, setting.name), attack_epochs=config.attack_epochs,
+                      on_attack=lambda i, n, name: stages.say(f"{setting.name}: attack {name} ({i + 1}/{n})"))
+        for name, result in fresh.attacks.items():
+            if result.ran:  # a skipped attack (optional package missing) may run once the package is installed
+                cache.put(result)
+            attacks[name] = result
     tfp = _tf_privacy_suite(target, derived_seed(config.seed, "tf_privacy", setting.name))
-    return dataclasses.replace(result, tf_privacy=tfp), target
+    result = AuditResult(attacks, divergence_report(target), stages.facts(setting), tfp,
+                         np.asarray(target.is_member), np.asarray(target.signals.labels))
+    return result, target
 
 
 def _tf_privacy_suite(target, seed: int) -> Dict:

@@ -140,7 +140,7 @@ class Stages:
 
     def _train_original(self, spec: ModelSpec, store: ModelStore) -> None:
         faults.point("stage.original")
-        self._say(f"training original {spec.role}")
+        self.say(f"training original {spec.role}")
         set_seed(spec.seed)
         net = build_model(self.config.model, self.dataset.input_shape, self.dataset.num_classes)
         started = time.time()
@@ -154,7 +154,7 @@ class Stages:
     def _prune(self, spec: ModelSpec, store: ModelStore) -> None:
         original = self.model(spec.role, roles_lib.SETTINGS["original"]).load()
         faults.point("stage.pruned")
-        self._say(f"pruning {spec.role} with {spec.prune.key}, defense {spec.defense.key}")
+        self.say(f"pruning {spec.role} with {spec.prune.key}, defense {spec.defense.key}")
         set_seed(spec.seed)
         started = time.time()
         defender = make_defense(spec.defense)
@@ -191,7 +191,7 @@ class Stages:
                           meta.get("footprint"), meta.get("original_footprint"), meta.get("pruner_info"),
                           meta.get("defense"))
 
-    def _say(self, message: str) -> None:
+    def say(self, message: str) -> None:
         if self.progress is not None:
             self.progress(message)
         else:
