@@ -56,6 +56,18 @@ def write_json(path: os.PathLike, obj: Any) -> None:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
 
 
+def write_csv(path: os.PathLike, rows: list) -> None:
+    """Flat records (dicts) as CSV, columns in first-seen order, written atomically."""
+    import csv
+
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, columns, restval="")
+            writer.writeheader()
+            writer.writerows(rows)
+
+
 def read_json(path: os.PathLike) -> Any:
     path = Path(path)
     try:

@@ -12,7 +12,7 @@ import pytest
 from tfprune_mia.errors import ConfigError
 from tfprune_mia.pipeline.config import ExperimentConfig
 from tfprune_mia.pruning import PruneConfig
-from tfprune_mia.pipeline.sweep import SweepRow, parse_sparsities, sweep_configs, sweep_table
+from tfprune_mia.pipeline.sweep import SweepRow, parse_sparsities, sweep_configs, sweep_csv_rows, sweep_table
 
 
 def run_sweep_binary(*flags):
@@ -59,20 +59,29 @@ def test_sparsity_list_must_be_numbers():
         parse_sparsities(["0.5", "x"])
 
 
-def fake_report(auc_original, auc_pruned):
-    model = {"test_accuracy": 0.9, "sparsity": {"prunable_sparsity": 0.5}}
-    return {"models": {"original": model, "pruned": {**model, "test_accuracy": 0.8}},
-            "attacks": {"original": {"conf": {"auc": auc_original}}, "pruned": {"conf": {"auc": auc_pruned}}}}
+def fake_result(auc_original, auc_pruned):
+    from tfprune_mia.audit.results import AttackResult, AuditResult, ExperimentResult, ModelFacts
+
+    def audit(auc, accuracy):
+        return AuditResult({"conf": AttackResult("conf", {"auc": auc, "tpr_at_0.01_fpr": auc / 10})},
+                           model=ModelFacts(test_accuracy=accuracy, sparsity={"prunable_sparsity": 0.5}))
+
+    return ExperimentResult({"attacks": ["conf"]}, {"original": audit(auc_original, 0.9),
+                                                   "pruned": audit(auc_pruned, 0.8)})
 
 
-def test_table_has_one_line_per_configuration():
+def test_table_has_one_short_line_per_configuration_and_the_csv_every_metric():
     configs = sweep_configs(ExperimentConfig(attacks=("conf",)), ["l1_unstructured"], [0.5, 0.9])
-    rows = [SweepRow(configs[0], fake_report(0.61, 0.55), reused=True),
-            SweepRow(configs[1], fake_report(0.62, 0.51), reused=False)]
+    rows = [SweepRow(configs[0], fake_result(0.61, 0.65), reused=True),
+            SweepRow(configs[1], fake_result(0.62, 0.51), reused=False)]
     lines = sweep_table(rows).splitlines()
-    assert "conf AUC orig" in lines[2] and "conf AUC pruned" in lines[2]
-    assert lines[3].split() == ["l1_unstructured", "0.5", "0.5000", "0.9000", "0.8000", "0.6100", "0.5500", "reused"]
-    assert lines[4].split()[-3:] == ["0.6200", "0.5100", "computed"]
+    assert "strongest attack" in lines[2] and "AUC pruned" in lines[2]
+    assert lines[3].split() == ["l1_unstructured", "0.5", "0.5000", "0.9000", "0.8000", "conf", "0.6100", "0.6500",
+                                "0.0610", "0.0650", "1/1", "reused"]
+    assert lines[4].split()[-3:] == ["0.0510", "0/1", "computed"]
+    assert all(len(line) < 160 for line in lines)
+    records = sweep_csv_rows(rows)
+    assert len(records) == 4 and {r["setting"] for r in records} == {"original", "pruned"}
 
 
 @pytest.mark.parametrize("flag,message", [

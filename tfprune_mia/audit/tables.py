@@ -21,7 +21,9 @@ def _interval_lines(result: ExperimentResult) -> List[str]:
     for setting in ("original", "pruned"):
         if setting not in result.settings:
             continue
-        for name, attack in result[setting].ran.items():
+        ran = result[setting].ran
+        for name in [n for n in result.attack_names if n in ran]:  # the configured order, also when reloaded
+            attack = ran[name]
             interval = attack.interval("auc")
             if interval:
                 lines.append(f"  {setting:8s} {name:14s} AUC {attack['auc']:.4f} [{interval[0]:.4f}, "

@@ -20,7 +20,8 @@ FLAGS = flags.FLAGS
 
 
 def main() -> int:
-    from tfprune_mia.pipeline.sweep import parse_sparsities, run_sweep, sweep_configs, sweep_table
+    from tfprune_mia.io import stable_hash, write_csv
+    from tfprune_mia.pipeline.sweep import parse_sparsities, run_sweep, sweep_configs, sweep_csv_rows, sweep_table
 
     base = experiment_config_from_flags()
     # Every configuration is validated before the first one starts.
@@ -35,7 +36,11 @@ def main() -> int:
         logging.info("[%d/%d] %s @ %g %s: %s", index + 1, len(configs), row.config.prune.pruner,
                      row.config.prune.sparsity, "reused" if row.reused else "done", row.result.path)
 
-    print(sweep_table(run_sweep(configs, progress)))
+    rows = run_sweep(configs, progress)
+    csv_path = base.base_dir / "sweeps" / f"sweep-{stable_hash([c.result_key() for c in configs], 8)}.csv"
+    write_csv(csv_path, sweep_csv_rows(rows))
+    print(sweep_table(rows))
+    print(f"\nevery attack and metric: {csv_path}")
     return 0
 
 

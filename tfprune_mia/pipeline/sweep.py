@@ -80,28 +80,39 @@ def run_sweep(configs: Sequence[ExperimentConfig],
 
 
 def sweep_table(rows: Sequence[SweepRow]) -> str:
-    """Model accuracy and every attack's AUC, original vs pruned victim, one line per configuration."""
+    """One line per configuration: accuracies and the strongest attack (by AUC on the pruned victim) original vs
+    pruned, and how many attacks gained AUC; every attack's every metric goes to the CSV (`sweep_csv_rows`)."""
     if not rows:
         return "(empty sweep)"
-    attacks = list(rows[0].config.attacks)
-    header = ["pruner", "sparsity", "real", "test orig", "test pruned"]
-    header += [f"{name} AUC {setting}" for name in attacks for setting in ("orig", "pruned")] + ["status"]
+    header = ["pruner", "sparsity", "real", "test orig", "test pruned", "strongest attack", "AUC orig",
+              "AUC pruned", "TPR@1% orig", "TPR@1% pruned", "attacks AUC up", "status"]
     table = [header]
     for row in rows:
         result = row.result
-        cells = [row.config.prune.pruner, f"{row.config.prune.sparsity:g}",
-                 f"{result.pruned.model.prunable_sparsity:.4f}",
-                 f"{result.original.model.test_accuracy:.4f}", f"{result.pruned.model.test_accuracy:.4f}"]
-        cells += [_auc(result[setting].attacks.get(name)) for name in attacks for setting in ("original", "pruned")]
-        table.append(cells + ["reused" if row.reused else "computed"])
+        best = result.pruned.best("auc")
+        before = result.original.attacks.get(best.attack) if best else None
+        up = sum(1 for name, attack in result.pruned.ran.items()
+                 if name in result.original.ran and attack["auc"] > result.original.ran[name]["auc"])
+        table.append([row.config.prune.pruner, f"{row.config.prune.sparsity:g}",
+                      f"{result.pruned.model.prunable_sparsity:.4f}", f"{result.original.model.test_accuracy:.4f}",
+                      f"{result.pruned.model.test_accuracy:.4f}", best.attack if best else "-",
+                      _metric(before, "auc"), _metric(best, "auc"), _metric(before, "tpr_at_0.01_fpr"),
+                      _metric(best, "tpr_at_0.01_fpr"), f"{up}/{len(result.pruned.ran)}",
+                      "reused" if row.reused else "computed"])
     widths = [max(len(line[i]) for line in table) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) if i < 2 else cell.rjust(w) for i, (cell, w) in enumerate(zip(line, widths)))
-             for line in table]
+    lines = ["  ".join(cell.ljust(w) if i in (0, 1, 5) else cell.rjust(w) for i, (cell, w) in
+                       enumerate(zip(line, widths))) for line in table]
     first = rows[0].config
     title = (f"{first.dataset} / {first.model}: {len(rows)} configurations, {first.num_shadows} shadows, "
              f"seed {first.seed}")
     return "\n".join([title, ""] + lines)
 
 
-def _auc(attack) -> str:
-    return f"{attack['auc']:.4f}" if attack is not None and attack.ran else "-"
+def sweep_csv_rows(rows: Sequence[SweepRow]) -> List[dict]:
+    """Every (configuration, setting, attack) with every metric and interval, for the sweep's CSV."""
+    return [{**record, "status": "reused" if row.reused else "computed"} for row in rows
+            for record in row.result.rows()]
+
+
+def _metric(attack, name: str) -> str:
+    return f"{attack[name]:.4f}" if attack is not None and attack.ran else "-"

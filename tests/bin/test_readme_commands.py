@@ -1,0 +1,33 @@
+"""The README's command sequence after the demo runs as written, in order, on a fresh run root (with tiny
+training budgets appended, which override the defaults but not the commands' own flags)."""
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+TINY = ["--num_shadows=1", "--epochs=1", "--finetune_epochs=1", "--attack_epochs=1", "--num_perturbations=2",
+        "--bootstrap_resamples=0", "--max_samples=600"]
+EXPERIMENT_BINARIES = {"train_prune", "attack", "sweep", "tune"}
+
+
+def readme_commands():
+    block = README.read_text().split("### The other binaries", 1)[1]
+    code = re.search(r"```sh\n(.*?)```", block, re.S).group(1)
+    return [shlex.split(line.split("  #")[0]) for line in code.splitlines() if line.strip()]
+
+
+@pytest.mark.slow
+def test_the_readme_commands_run_in_order_after_the_demo(tmp_path):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    commands = [["train_prune"]] + readme_commands()
+    assert [c[0] for c in commands[1:4]] == ["attack", "train_prune", "attack"]
+    for binary, *flags in commands:
+        extra = TINY + (["--max_trials=1"] if binary == "tune" else []) if binary in EXPERIMENT_BINARIES else []
+        result = subprocess.run([sys.executable, "-m", f"tfprune_mia.bin.{binary}", *extra, *flags], cwd=tmp_path,
+                                capture_output=True, text=True, env=env, timeout=900)
+        assert result.returncode == 0, f"{binary} {flags}: {result.stderr[-1500:]}"
