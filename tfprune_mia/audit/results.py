@@ -155,8 +155,8 @@ class AuditResult:
 class ExperimentResult:
     """One configuration: the audits of the original, pruned and (with --adaptive) pruned-adaptive settings.
 
-    `config` is the configuration as stored (a dict, so files of other versions stay readable);
-    `experiment_config()` rebuilds the typed ExperimentConfig where that is possible.
+    `config` is the configuration as stored (a dict, so files of other versions stay readable;
+    `ExperimentConfig.from_dict(result.config)` rebuilds the typed one where that is possible).
     """
 
     config: Mapping[str, Any]
@@ -188,11 +188,6 @@ class ExperimentResult:
     @property
     def attack_names(self) -> Tuple[str, ...]:
         return tuple(self.config.get("attacks") or next(iter(self.settings.values())).attacks)
-
-    def experiment_config(self):
-        from tfprune_mia.pipeline.config import ExperimentConfig
-
-        return ExperimentConfig.from_dict(self.config)
 
     def rows(self) -> List[Dict[str, Any]]:
         """One flat record per (setting, attack), with the configuration's identifying fields."""

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tfprune_mia.data import register
+from tfprune_mia.data.registry import register
 from tfprune_mia.data.base import Dataset
 
 

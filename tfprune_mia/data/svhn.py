@@ -6,7 +6,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from tfprune_mia.data import register
+from tfprune_mia.data.registry import register
 from tfprune_mia.data.base import Dataset, RemoteFile, default_data_dir, resolve_file
 from tfprune_mia.errors import DataError
 

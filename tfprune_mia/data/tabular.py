@@ -17,7 +17,7 @@ from typing import BinaryIO, Callable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from tfprune_mia.data import register
+from tfprune_mia.data.registry import register
 from tfprune_mia.data.base import (Dataset, RemoteFile, default_data_dir, parse_tar_members, resolve_file,
                                    verify_checksum)
 from tfprune_mia.errors import DataError

@@ -4,34 +4,7 @@ Every builder uses the authors' initialisation (untruncated Xavier-normal, zero 
 PyTorch-equivalent BatchNorm settings (momentum 0.9, epsilon 1e-5), and names its layers so that pruners can
 follow conv -> BN -> next-layer chains.
 """
-from __future__ import annotations
-
-import dataclasses
-from typing import Callable, Tuple
-
-from tfprune_mia.backend import keras
-from tfprune_mia.registry import Registry
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelSpec:
-    builder: Callable[[Tuple[int, ...], int], keras.Model]
-    description: str
-
-
-MODELS: Registry[ModelSpec] = Registry("model")
-
-
-def register(name: str, description: str):
-    def decorator(builder):
-        MODELS.register(name)(ModelSpec(builder, description))
-        return builder
-    return decorator
-
-
-def build_model(name: str, input_shape: Tuple[int, ...], num_classes: int) -> keras.Model:
-    return MODELS.get(name).builder(tuple(input_shape), int(num_classes))
-
+from tfprune_mia.models.registry import MODELS, ModelSpec, build_model, register  # noqa: F401
 
 # Architecture modules register themselves on import.
-from tfprune_mia.models import cnn, densenet, fc, lenet, mobilenet, resnet, vgg  # noqa: E402,F401
+from tfprune_mia.models import cnn, densenet, fc, lenet, mobilenet, resnet, vgg  # noqa: F401

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from tfprune_mia.backend import keras
-from tfprune_mia.models import register
+from tfprune_mia.models.registry import register
 from tfprune_mia.models.layers import conv_bn_relu, dense
 
 

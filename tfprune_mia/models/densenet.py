@@ -7,7 +7,7 @@ channels of every later 1x1 conv come from which producing layer.
 from __future__ import annotations
 
 from tfprune_mia.backend import keras
-from tfprune_mia.models import register
+from tfprune_mia.models.registry import register
 from tfprune_mia.models.layers import batch_norm, conv2d, conv_bn_relu, dense
 from tfprune_mia.models.resnet import check_image_shape, max_pool_3x3_s2_p1
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from tfprune_mia.backend import keras
-from tfprune_mia.models import register
+from tfprune_mia.models.registry import register
 from tfprune_mia.models.layers import dense
 
 

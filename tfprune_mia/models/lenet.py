@@ -7,7 +7,7 @@ truncated-normal(0.1) / bias 0.1.
 from __future__ import annotations
 
 from tfprune_mia.backend import keras
-from tfprune_mia.models import register
+from tfprune_mia.models.registry import register
 from tfprune_mia.models.layers import conv2d, dense
 from tfprune_mia.models.resnet import check_image_shape
 

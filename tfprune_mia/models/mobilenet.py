@@ -10,7 +10,7 @@ fan_out=9. The two are swapped, but 'fan_avg' only uses their sum, so the std is
 from __future__ import annotations
 
 from tfprune_mia.backend import keras
-from tfprune_mia.models import register
+from tfprune_mia.models.registry import register
 from tfprune_mia.models.layers import batch_norm, conv_bn_relu, dense, xavier_normal
 from tfprune_mia.models.resnet import check_image_shape
 

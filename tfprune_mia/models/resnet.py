@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from tfprune_mia.backend import keras
 from tfprune_mia.errors import ConfigError
-from tfprune_mia.models import register
+from tfprune_mia.models.registry import register
 from tfprune_mia.models.layers import batch_norm, conv2d, conv_bn_relu, dense
 
 STAGE_WIDTHS = (64, 128, 256, 512)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from tfprune_mia.backend import keras
 from tfprune_mia.errors import ConfigError
-from tfprune_mia.models import register
+from tfprune_mia.models.registry import register
 from tfprune_mia.models.layers import conv_bn_relu, dense
 from tfprune_mia.models.resnet import check_image_shape
 

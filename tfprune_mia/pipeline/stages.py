@@ -38,7 +38,7 @@ from tfprune_mia.training import evaluate_accuracy, fit_classifier
 
 
 @dataclasses.dataclass(frozen=True)
-class ModelSpec:
+class ModelRecipe:
     """Everything one cached model depends on besides the configuration's data and training recipe."""
 
     role: Role
@@ -101,20 +101,20 @@ class Stages:
     def arrays(self, index: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         return self.dataset.x[index], self.dataset.y[index]
 
-    def spec(self, role: Role, setting: Setting) -> ModelSpec:
+    def spec(self, role: Role, setting: Setting) -> ModelRecipe:
         """The victim is pruned as configured and defended; the attacker's models (shadows, references) are
         pruned with the shadow configuration and defended only in the adaptive setting."""
         if not setting.pruned:
-            return ModelSpec(role, self.part(role), None, DefenseConfig(),
+            return ModelRecipe(role, self.part(role), None, DefenseConfig(),
                              derived_seed(self.config.seed, role.name, "original"))
         prune = self.config.prune if role.is_victim else self.config.shadow_prune
         defended = role.is_victim or setting.adaptive
         # The same seed with and without the defense: defended and undefended models are paired comparisons.
-        return ModelSpec(role, self.part(role), prune, self.config.defense if defended else DefenseConfig(),
+        return ModelRecipe(role, self.part(role), prune, self.config.defense if defended else DefenseConfig(),
                          derived_seed(self.config.seed, role.name, prune.key))
 
     # -- models -----------------------------------------------------------------------------------------
-    def store(self, spec: ModelSpec) -> ModelStore:
+    def store(self, spec: ModelRecipe) -> ModelStore:
         key = (self.config.original_key() if spec.prune is None
                else self.config.pruned_key(spec.prune, spec.defense))
         return ModelStore(self.config.base_dir / key / spec.role.name)
@@ -138,7 +138,7 @@ class Stages:
         return {f"{name}_accuracy": evaluate_accuracy(net, *self.arrays(getattr(part, name)))
                 for name in ("train", "dev", "test")}
 
-    def _train_original(self, spec: ModelSpec, store: ModelStore) -> None:
+    def _train_original(self, spec: ModelRecipe, store: ModelStore) -> None:
         faults.point("stage.original")
         self.say(f"training original {spec.role}")
         set_seed(spec.seed)
@@ -151,7 +151,7 @@ class Stages:
                          **self._accuracies(net, spec.part), "sparsity": sparsity_report(net),
                          "train_config": dataclasses.asdict(self.config.train)})
 
-    def _prune(self, spec: ModelSpec, store: ModelStore) -> None:
+    def _prune(self, spec: ModelRecipe, store: ModelStore) -> None:
         original = self.model(spec.role, roles_lib.SETTINGS["original"]).load()
         faults.point("stage.pruned")
         self.say(f"pruning {spec.role} with {spec.prune.key}, defense {spec.defense.key}")
