@@ -113,6 +113,9 @@ def test_tuner_searches_the_strength_and_logs_hparams(tmp_path):
                            tmp_path / "tuning")
     assert len(summary["trials"]) == 2
     assert all(0.5 <= row["defense_arg"] <= 8.0 for row in summary["trials"])
+    # Trials numbered as keras-tuner prints them; the first one is the defense's default strength (PPB: 4).
+    first = {row["trial"]: row for row in summary["trials"]}
+    assert set(first) == {1, 2} and first[1]["defense_arg"] == pytest.approx(4.0)
     # bound 1.0: every trial is feasible, so the best is the most accurate one.
     assert summary["best"]["test_accuracy"] == max(row["test_accuracy"] for row in summary["trials"])
     assert list((tmp_path / "tuning" / "tensorboard").rglob("events.out.tfevents*"))

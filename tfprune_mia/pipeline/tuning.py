@@ -77,7 +77,10 @@ class DefenseTuner(keras_tuner.Tuner):
                          hparams_api.Metric("objective")])
 
     def run_trial(self, trial, *args, **kwargs):
-        strength = trial.hyperparameters.Float("defense_arg", self.tune.low, self.tune.high,
+        # keras-tuner's first trial takes the default: the defense's own default strength when it lies in the
+        # range (else the range's nearest end), so the first row is the untuned defense.
+        default = min(max(self.base_config.defense.strength, self.tune.low), self.tune.high)
+        strength = trial.hyperparameters.Float("defense_arg", self.tune.low, self.tune.high, default=default,
                                                sampling="log" if self.tune.log_scale else "linear")
         config = dataclasses.replace(self.base_config,
                                      defense=dataclasses.replace(self.base_config.defense, strength=strength))
@@ -90,7 +93,8 @@ class DefenseTuner(keras_tuner.Tuner):
             tf.summary.scalar("test_accuracy", accuracy, step=1)
             tf.summary.scalar(f"attack_{self.tune.metric}", metric, step=1)
             tf.summary.scalar("objective", value, step=1)
-        self.rows.append({"trial": trial.trial_id, "defense_arg": strength, "test_accuracy": accuracy,
+        # keras-tuner prints "Trial 1" for trial_id "00": number rows the way its output does.
+        self.rows.append({"trial": int(trial.trial_id) + 1, "defense_arg": strength, "test_accuracy": accuracy,
                           f"attack_{self.tune.metric}": metric, "feasible": metric <= self.tune.bound,
                           "objective": value, "result_path": result.path})
         return {"objective": value}
