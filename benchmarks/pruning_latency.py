@@ -18,7 +18,7 @@ import numpy as np
 
 from tfprune_mia.backend import keras, set_seed, tf
 from tfprune_mia.models import build_model
-from tfprune_mia.pruning import PruneConfig, make_pruner
+from tfprune_mia.pruning import PruneConfig, SlimmingOptions, make_pruner
 from tfprune_mia.pruning.export import footprint
 from tfprune_mia.pruning.masks import apply_pairs, magnitude_threshold_mask, make_pairs, prunable_kernels
 
@@ -41,7 +41,8 @@ def pruned_model(name, pruner, sparsity):
         kernels = prunable_kernels(net)
         apply_pairs(make_pairs(kernels, [magnitude_threshold_mask(k.numpy(), sparsity) for k in kernels]))
         return net
-    p = make_pruner(PruneConfig(pruner, sparsity, slimming_mode="one_shot"))
+    options = SlimmingOptions(mode="one_shot") if pruner == "slimming" else None
+    p = make_pruner(PruneConfig(pruner, sparsity, options))
     return p.finalize(p.prepare(net, 1, 1))
 
 

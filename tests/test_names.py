@@ -163,9 +163,6 @@ OUTSIDE_REFERENCES = {
 }
 # Files being rewritten on other branches of the audit-API issue; each entry must be removed once its file is
 # clean (test_pending_rewrites_still_need_their_exemption fails until it is), so the list cannot outlive them.
-PENDING_REWRITE = {"tfprune_mia/defenses/base.py"}
-
-
 def tracked_text_files():
     listing = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True)
     if listing.returncode != 0:
@@ -183,16 +180,10 @@ def outside_references(text):
 
 
 def test_no_tracked_file_cites_documents_outside_the_repository():
-    offenders = {name: outside_references(text) for name, text in tracked_text_files()
-                 if name not in PENDING_REWRITE}
+    offenders = {name: outside_references(text) for name, text in tracked_text_files()}
     offenders = {name: found for name, found in offenders.items() if found}
     assert not offenders, f"files citing what users do not have: {offenders}"
 
-
-def test_pending_rewrites_still_need_their_exemption():
-    texts = dict(tracked_text_files())
-    stale = sorted(name for name in PENDING_REWRITE if name not in texts or not outside_references(texts[name]))
-    assert not stale, f"{stale} no longer cite outside documents: remove them from PENDING_REWRITE"
 
 
 def test_outside_reference_patterns_catch_what_they_should():

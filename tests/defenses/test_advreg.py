@@ -3,7 +3,7 @@ import pytest
 
 from tfprune_mia.backend import keras, set_seed, tf
 from tfprune_mia.data import load_dataset
-from tfprune_mia.defenses import DefenseConfig, DefenseContext, make_defense
+from tfprune_mia.defenses import AdvOptions, DefenseConfig, DefenseContext, MCMIAOptions, make_defense
 from tfprune_mia.defenses.advreg import AdversarialRegularisation, build_inference_model, check_reference_set
 from tfprune_mia.errors import ConfigError
 from tfprune_mia.models import build_model
@@ -68,7 +68,7 @@ def test_proper_mode_trains_every_batch_and_as_coded_one_batch_per_epoch(digits,
     for mode, expected in (("proper", 2 * 8), ("as_coded", 2)):
         set_seed(1)
         net = build_model("small_cnn", (8, 8, 1), 10)
-        [hook] = make_defense(DefenseConfig("adv", 1.0, adv_mode=mode, adv_steps=2)).hooks(context(digits))
+        [hook] = make_defense(DefenseConfig("adv", 1.0, AdvOptions(mode=mode, steps=2))).hooks(context(digits))
         h_before = [w.numpy().copy() for w in hook.inference_model.trainable_weights]
         fit_classifier(net, arrays["train"], arrays["dev"], TrainConfig(epochs=2, batch_size=32, patience=5),
                        tmp_path / mode, seed=1, loss_terms=[hook])
@@ -96,11 +96,11 @@ def test_privacy_term_reaches_only_the_classifier(digits):
 def test_mcmia_game_can_pause_in_masked_retraining(digits):
     arrays, _ = digits
     net = build_model("small_cnn", (8, 8, 1), 10)
-    [hook] = make_defense(DefenseConfig("mcmia", mcmia_retrain_game=False)).hooks(context(digits))
+    [hook] = make_defense(DefenseConfig("mcmia", options=MCMIAOptions(retrain_game=False))).hooks(context(digits))
     kernel = net.get_layer("fc1").kernel
     TrainingModel(net, loss_terms=[hook])  # ADMM W-step: no masks -> game on
     assert hook.active
     TrainingModel(net, loss_terms=[hook], mask_pairs=[(kernel, tf.Variable(tf.ones_like(kernel)))])
     assert not hook.active and float(hook(None, arrays["train"][1][:4], tf.zeros((4, 10)))) == 0.0
     with pytest.raises(ConfigError, match="as_coded"):
-        DefenseConfig("mcmia", adv_mode="as_coded")
+        DefenseConfig("mcmia", options=MCMIAOptions(mode="as_coded"))

@@ -7,12 +7,12 @@ import pytest
 
 from tfprune_mia.backend import keras, set_seed
 from tfprune_mia.data import load_dataset
-from tfprune_mia.defenses import DefenseConfig, DefenseContext, make_defense
+from tfprune_mia.defenses import AdvOptions, DefenseConfig, DefenseContext, MCMIAOptions, make_defense
 from tfprune_mia.errors import ConfigError
 from tfprune_mia.pipeline.config import ExperimentConfig
 from tfprune_mia.pipeline.experiment import run_experiment
 from tfprune_mia.models import build_model
-from tfprune_mia.pruning import PruneConfig, prune_and_finetune
+from tfprune_mia.pruning import ADMMOptions, PruneConfig, prune_and_finetune
 from tfprune_mia.pruning.sparsity import sparsity_report
 from tfprune_mia.audit.tables import defense_comparison_table, summary_table
 from tfprune_mia.training import TrainConfig, fit_classifier
@@ -37,8 +37,9 @@ def test_defenses_keep_the_pruned_sparsity(trained, tmp_path, defense, pruner):
     clone = keras.models.clone_model(net)
     clone.set_weights(net.get_weights())
     config = TrainConfig(epochs=1, batch_size=32)
-    prune = PruneConfig(pruner, 0.7, admm_iterations=1) if pruner == "admm" else PruneConfig(pruner, 0.7)
-    hooks = make_defense(DefenseConfig(defense, adv_steps=1)).hooks(DefenseContext(train, dev, 10, config, 0))
+    prune = PruneConfig(pruner, 0.7, ADMMOptions(iterations=1)) if pruner == "admm" else PruneConfig(pruner, 0.7)
+    options = {"adv": AdvOptions(steps=1), "mcmia": MCMIAOptions(steps=1)}.get(defense)  # a short game
+    hooks = make_defense(DefenseConfig(defense, options=options)).hooks(DefenseContext(train, dev, 10, config, 0))
     pruned, _ = prune_and_finetune(clone, prune, train, dev, config, tmp_path, 0, loss_terms=hooks)
     report = sparsity_report(pruned)
     for name, layer in report["layers"].items():

@@ -3,7 +3,7 @@ import pytest
 
 from tfprune_mia.backend import keras, set_seed, tf
 from tfprune_mia.data import load_dataset
-from tfprune_mia.defenses import DefenseConfig, DefenseContext, make_defense
+from tfprune_mia.defenses import DefenseConfig, DefenseContext, DPOptions, make_defense
 from tfprune_mia.defenses.dp import DPTraining, calibrate_noise, dp_epsilon
 from tfprune_mia.errors import ConfigError
 from tfprune_mia.models import build_model
@@ -83,6 +83,6 @@ def test_summary_reports_epsilon_at_one_over_n_and_target_epsilon_calibrates():
     assert summary["delta"] == pytest.approx(1e-3) and summary["steps"] == 40
     assert summary["epsilon"] == pytest.approx(dp_epsilon(1.1, 0.1, 40, 1e-3))
     assert "epsilon" in summary["statement"].lower()
-    calibrated = make_defense(DefenseConfig("dp", dp_target_epsilon=2.0, dp_delta=1e-5))
+    calibrated = make_defense(DefenseConfig("dp", options=DPOptions(target_epsilon=2.0, delta=1e-5)))
     sigma = calibrated.noise_multiplier(context)
     assert dp_epsilon(sigma, 0.1, 50, 1e-5) == pytest.approx(2.0, rel=0.01)  # 5 epochs x 10 steps

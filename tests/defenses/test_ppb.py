@@ -71,5 +71,6 @@ def test_defense_defaults_and_keys():
     assert config.strength == 4.0 and config.key == "ppb-4"
     hooks = make_defense(config).hooks(None)
     assert isinstance(hooks[0], PPBTerm) and hooks[0].strength == 4.0
-    # Fields PPB does not read leave its cache key alone.
-    assert DefenseConfig("ppb", adv_steps=3).relevant() == config.relevant()
+    # PPB reads only its strength: that is all its cache key holds.
+    assert config.relevant() == {"name": "ppb", "strength": 4.0}
+    assert DefenseConfig("ppb", 2.0).relevant() != config.relevant()

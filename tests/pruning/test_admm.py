@@ -2,7 +2,7 @@ import numpy as np
 
 from pruning_nets import tiny_cnn
 from tfprune_mia.backend import tf
-from tfprune_mia.pruning import PruneConfig, prune_and_finetune_detailed
+from tfprune_mia.pruning import ADMMOptions, PruneConfig, prune_and_finetune_detailed
 from tfprune_mia.pruning.sparsity import sparsity_report
 from tfprune_mia.training import TrainConfig, fit_classifier
 
@@ -17,7 +17,7 @@ def test_admm_converges_takes_loss_terms_and_hits_per_layer_target(seeded, digit
     net = tiny_cnn()
     finetune = TrainConfig(epochs=2, batch_size=32, learning_rate=1e-2, patience=2)
     fit_classifier(net, *digits, finetune, tmp_path / "dense", seed=0)  # ADMM starts from a trained model
-    config = PruneConfig("admm", 0.8, admm_iterations=6, admm_epochs=2, admm_rho=0.2, admm_rho_growth=2.0)
+    config = PruneConfig("admm", 0.8, ADMMOptions(iterations=6, epochs=2, rho=0.2, rho_growth=2.0))
     result = prune_and_finetune_detailed(net, config, *digits, finetune, tmp_path / "admm", 0,
                                          loss_terms=[extra_term])
     residual = result.info["admm"]["primal_residual"]

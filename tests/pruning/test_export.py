@@ -2,16 +2,18 @@ import numpy as np
 import pytest
 
 from pruning_nets import randomise_batch_norms, tiny_cnn
-from tfprune_mia.pruning import PruneConfig, prune_and_finetune
+from tfprune_mia.pruning import (ADMMOptions, L1UnstructuredOptions, PruneConfig, SlimmingOptions,
+                                  prune_and_finetune)
 from tfprune_mia.pruning.export import (TFLiteModel, export_saved_model, export_tflite, footprint,
                                         load_saved_model)
 from tfprune_mia.training import TrainConfig
 
 X = np.random.RandomState(2).rand(8, 8, 8, 1).astype(np.float32)
-CONFIGS = [PruneConfig("l1_unstructured", 0.7), PruneConfig("l1_unstructured", 0.7, scope="global"),
+CONFIGS = [PruneConfig("l1_unstructured", 0.7),
+           PruneConfig("l1_unstructured", 0.7, L1UnstructuredOptions(scope="global")),
            PruneConfig("l1_filter", 0.5), PruneConfig("l2_filter", 0.5),
-           PruneConfig("slimming", 0.5, slimming_mode="one_shot"),
-           PruneConfig("admm", 0.7, admm_iterations=1)]
+           PruneConfig("slimming", 0.5, SlimmingOptions(mode="one_shot")),
+           PruneConfig("admm", 0.7, ADMMOptions(iterations=1))]
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c.key)

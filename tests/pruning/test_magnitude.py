@@ -2,7 +2,8 @@ import pytest
 
 from pruning_nets import tiny_cnn, tiny_fc
 from tfprune_mia.errors import ConfigError
-from tfprune_mia.pruning import PruneConfig, prune_and_finetune, prune_and_finetune_detailed
+from tfprune_mia.pruning import (L1UnstructuredOptions, PruneConfig, SlimmingOptions, prune_and_finetune,
+                                  prune_and_finetune_detailed)
 from tfprune_mia.pruning.sparsity import sparsity_report
 from tfprune_mia.training import TrainConfig
 
@@ -22,8 +23,8 @@ def test_global_scope_hits_target_overall_and_keeps_more_of_the_larger_layer(see
     classifier = original.get_layer("classifier").kernel
     classifier.assign(classifier * 10.0)  # its weights dominate the one global threshold
     weights = original.get_weights()
-    result = prune_and_finetune_detailed(original, PruneConfig("l1_unstructured", 0.7, scope="global"), *digits,
-                                         FINETUNE, tmp_path / "global", 0)
+    global_scope = PruneConfig("l1_unstructured", 0.7, L1UnstructuredOptions(scope="global"))
+    result = prune_and_finetune_detailed(original, global_scope, *digits, FINETUNE, tmp_path / "global", 0)
     report = sparsity_report(result.model)
     assert abs(report["prunable_sparsity"] - 0.7) <= 0.01
     assert report["layers"]["classifier"]["sparsity"] < 0.1 and report["layers"]["fc1"]["sparsity"] > 0.75
@@ -37,8 +38,8 @@ def test_global_scope_hits_target_overall_and_keeps_more_of_the_larger_layer(see
 
 def test_m_by_n_sparsity(seeded, digits, tmp_path):
     config = TrainConfig(epochs=1, batch_size=64, patience=1)
-    net, _ = prune_and_finetune(tiny_fc(), PruneConfig("l1_unstructured", 0.5, m_by_n="2:4"), *digits, config,
-                                tmp_path, 0)
+    two_in_four = PruneConfig("l1_unstructured", 0.5, L1UnstructuredOptions(m_by_n="2:4"))
+    net, _ = prune_and_finetune(tiny_fc(), two_in_four, *digits, config, tmp_path, 0)
     kernel = net.get_layer("fc1").kernel.numpy()  # (64, 32): blocks of 4 along the input axis
     blocks = (kernel.T.reshape(32, -1, 4) != 0).sum(axis=-1)
     assert blocks.max() <= 2 and abs(sparsity_report(net)["prunable_sparsity"] - 0.5) <= 0.01
@@ -48,9 +49,12 @@ def test_m_by_n_sparsity(seeded, digits, tmp_path):
                                      dict(m_by_n="4"), dict(scope="everything")])
 def test_inconsistent_options_are_refused(options):
     with pytest.raises(ConfigError):
-        PruneConfig("l1_unstructured", 0.7, **options)
+        PruneConfig("l1_unstructured", 0.7, L1UnstructuredOptions(**options))
 
 
-def test_structured_pruners_refuse_unstructured_options():
-    with pytest.raises(ConfigError):
-        PruneConfig("l1_filter", 0.7, scope="global")
+@pytest.mark.parametrize("pruner,options", [("l1_filter", L1UnstructuredOptions(scope="global")),
+                                            ("l1_unstructured", SlimmingOptions())])
+def test_options_of_another_pruner_are_refused_naming_the_right_class(pruner, options):
+    with pytest.raises(ConfigError, match="takes options=" + ("NoOptions" if pruner == "l1_filter"
+                                                                else "L1UnstructuredOptions")):
+        PruneConfig(pruner, 0.7, options)

@@ -4,12 +4,12 @@ import pytest
 from pruning_nets import randomise_batch_norms, tiny_cnn, tiny_densenet, tiny_fc, tiny_resnet
 from tfprune_mia.backend import keras
 from tfprune_mia.errors import ConfigError
-from tfprune_mia.pruning import PruneConfig, make_pruner, prune_and_finetune_detailed
+from tfprune_mia.pruning import PruneConfig, SlimmingOptions, make_pruner, prune_and_finetune_detailed
 from tfprune_mia.pruning.sparsity import sparsity_report
 from tfprune_mia.training import TrainConfig, fit_classifier
 
 X = np.random.RandomState(1).rand(16, 8, 8, 1).astype(np.float32)
-STRUCTURED = [("l1_filter", {}), ("l2_filter", {}), ("slimming", {"slimming_mode": "one_shot"})]
+STRUCTURED = [("l1_filter", None), ("l2_filter", None), ("slimming", SlimmingOptions(mode="one_shot"))]
 
 
 @pytest.mark.parametrize("builder", [tiny_cnn, tiny_resnet, tiny_densenet])
@@ -17,7 +17,7 @@ STRUCTURED = [("l1_filter", {}), ("l2_filter", {}), ("slimming", {"slimming_mode
 def test_shrunk_model_equals_masked_model(seeded, builder, pruner, options):
     net = randomise_batch_norms(builder())
     dense_output = net(X, training=False).numpy()
-    p = make_pruner(PruneConfig(pruner, 0.5, **options))
+    p = make_pruner(PruneConfig(pruner, 0.5, options))
     masked = p.prepare(net, 1, 1)
     masked_output = masked(X, training=False).numpy()
     assert np.abs(masked_output - dense_output).max() > 1e-3  # pruning did change the function
@@ -53,7 +53,7 @@ def test_filter_ranking_uses_the_norm(seeded):
 
 @pytest.mark.parametrize("pruner,options", STRUCTURED)
 def test_structured_pruners_refuse_fully_connected_models(pruner, options):
-    p = make_pruner(PruneConfig(pruner, 0.5, **options))
+    p = make_pruner(PruneConfig(pruner, 0.5, options))
     with pytest.raises(ConfigError):
         p.prepare(p.pre_phase(tiny_fc(), None), 1, 1)
 
@@ -80,7 +80,7 @@ def test_slimming_l1_phase_shrinks_gammas_and_the_full_step_exports_a_smaller_mo
     reference = tiny_cnn()
     reference.set_weights(weights)
     config = TrainConfig(epochs=2, batch_size=64, patience=2)
-    result = prune_and_finetune_detailed(original, PruneConfig("slimming", 0.5, slimming_l1=1e-2), *digits,
+    result = prune_and_finetune_detailed(original, PruneConfig("slimming", 0.5, SlimmingOptions(l1=1e-2)), *digits,
                                          config, tmp_path / "p", seed=0)
     assert result.info["slimming_phase"]["mode"] == "l1"
     plain = tiny_cnn()

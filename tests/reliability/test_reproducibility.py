@@ -28,8 +28,8 @@ def test_result_records_versions_seed_split_hash_and_full_config(reference_run):
     assert config["seed"] == 7 and config["dataset"] == "digits" and config["num_shadows"] == 1
     assert config["train"]["epochs"] == 2 and config["finetune"]["epochs"] == 1
     assert config["train"]["batch_size"] == 64 and config["signals"]["num_perturbations"] == 1
-    assert {k: config["prune"][k] for k in ("pruner", "sparsity", "schedule")} == {
-        "pruner": "l1_unstructured", "sparsity": 0.7, "schedule": "constant"}
+    assert config["prune"] == {"pruner": "l1_unstructured", "sparsity": 0.7,
+                               "options": {"schedule": "constant", "scope": "layer", "m_by_n": ""}}
     assert config["attacks"] == ["conf"] and config["attack_epochs"] == 1
     # The split hash is the one of the split file the run used.
     assert report["split_fingerprint"] == load_split(root / RUN_DIR / "split.npz").fingerprint()

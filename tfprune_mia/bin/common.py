@@ -74,35 +74,62 @@ def define_defense_flags() -> None:
     flags.DEFINE_enum("dp_optimizer", "adam", ["adam", "sgd"], "dp: TF Privacy DP optimiser.")
 
 
+def options_from_flags(options_class):
+    """An options dataclass filled from the flags its fields name (`Options.flag_names`), so every field of every
+    component is read and none can be forgotten here."""
+    return options_class(**{field: FLAGS[flag].value for field, flag in options_class.flag_names().items()})
+
+
+def prune_config_from_flags(pruner: str, sparsity: float):
+    """The PruneConfig of `pruner` at `sparsity` with all of that pruner's options from the flags (a sweep over
+    several pruners calls this once per pruner, so each carries its own options)."""
+    from tfprune_mia.pruning import PRUNERS, PruneConfig
+
+    return PruneConfig(pruner, sparsity, options_from_flags(PRUNERS.get(pruner).options_class))
+
+
 def defense_config_from_flags(strength=None):
     """The DefenseConfig of the defense flags; `strength` overrides --defense_arg (the tuner's trials)."""
-    from tfprune_mia.defenses import DefenseConfig
+    from tfprune_mia.defenses import DEFENSES, DefenseConfig
 
     return DefenseConfig(FLAGS.defense, FLAGS.defense_arg if strength is None else strength,
-                         adv_mode=FLAGS.adv_mode, adv_steps=FLAGS.adv_steps,
-                         mcmia_retrain_game=FLAGS.mcmia_retrain_game, dp_clip=FLAGS.dp_clip,
-                         dp_target_epsilon=FLAGS.dp_target_epsilon, dp_delta=FLAGS.dp_delta,
-                         dp_optimizer=FLAGS.dp_optimizer)
+                         options_from_flags(DEFENSES.get(FLAGS.defense).options_class))
+
+
+def check_option_flags(pruners, defense: str) -> None:
+    """Refuse an option flag set on the command line that belongs only to pruners / defenses this run does not
+    use (e.g. --scope=global with --pruner=l1_filter): it would be silently ignored."""
+    from tfprune_mia.defenses import DEFENSES
+    from tfprune_mia.errors import ConfigError
+    from tfprune_mia.pruning import PRUNERS
+
+    owners = {}
+    for kind, registry in (("pruner", PRUNERS), ("defense", DEFENSES)):
+        for name in registry.names():
+            for flag in registry.get(name).options_class.flag_names().values():
+                owners.setdefault(flag, []).append((kind, name))
+    used = {("pruner", name) for name in pruners} | {("defense", defense)}
+    for flag, components in sorted(owners.items()):
+        if FLAGS[flag].present and not used.intersection(components):
+            kind, name = components[0]
+            raise ConfigError(f"--{flag} is an option of {kind} {' / '.join(n for _, n in components)}, which this "
+                              f"run does not use; drop it or pass --{kind}={name}")
 
 
 def experiment_config_from_flags():
     from tfprune_mia.attacks import ATTACKS, SignalConfig
     from tfprune_mia.pipeline.config import ExperimentConfig
-    from tfprune_mia.pruning import PruneConfig
     from tfprune_mia.training import TrainConfig
 
     train = TrainConfig(epochs=FLAGS.epochs, batch_size=FLAGS.batch_size, learning_rate=FLAGS.learning_rate,
                         weight_decay=FLAGS.weight_decay, patience=FLAGS.patience)
     finetune = dataclasses.replace(train, epochs=FLAGS.finetune_epochs)  # same recipe, fewer epochs
     # The pruner options apply to the shadows too, so an attacker who knows the method knows all of it.
-    options = dict(schedule=FLAGS.schedule, scope=FLAGS.scope, m_by_n=FLAGS.m_by_n,
-                   slimming_mode=FLAGS.slimming_mode, slimming_l1=FLAGS.slimming_l1,
-                   admm_iterations=FLAGS.admm_iterations, admm_epochs=FLAGS.admm_epochs, admm_rho=FLAGS.admm_rho,
-                   admm_rho_growth=FLAGS.admm_rho_growth, admm_rho_max=FLAGS.admm_rho_max)
-    prune = PruneConfig(FLAGS.pruner, FLAGS.sparsity, **options)
-    shadow_prune = PruneConfig(FLAGS.shadow_pruner or FLAGS.pruner,
-                               FLAGS.sparsity if FLAGS.shadow_sparsity is None else FLAGS.shadow_sparsity,
-                               **options)
+    prune = prune_config_from_flags(FLAGS.pruner, FLAGS.sparsity)
+    shadow_prune = prune_config_from_flags(FLAGS.shadow_pruner or FLAGS.pruner,
+                                           FLAGS.sparsity if FLAGS.shadow_sparsity is None else FLAGS.shadow_sparsity)
+    swept = (FLAGS["pruners"].value or []) if "pruners" in FLAGS else []  # bin/sweep's grid
+    check_option_flags({prune.pruner, shadow_prune.pruner, *swept}, FLAGS.defense)
     attacks = tuple(ATTACKS.names()) if FLAGS.attacks == ["all"] else tuple(FLAGS.attacks)
     return ExperimentConfig(
         dataset=FLAGS.dataset, model=FLAGS.model, data_dir=FLAGS.data_dir, seed=FLAGS.seed,

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from absl import flags, logging
 
-from tfprune_mia.bin.common import define_experiment_flags, experiment_config_from_flags, run_main
+from tfprune_mia.bin.common import (define_experiment_flags, experiment_config_from_flags, prune_config_from_flags,
+                                    run_main)
 
 define_experiment_flags()
 flags.DEFINE_list("pruners", None, "Pruner registry names of the grid; default: --pruner.")
@@ -26,7 +27,8 @@ def main() -> int:
     base = experiment_config_from_flags()
     # Every configuration is validated before the first one starts.
     configs = sweep_configs(base, FLAGS.pruners or [FLAGS.pruner],
-                            parse_sparsities(FLAGS.sparsities or [str(FLAGS.sparsity)]))
+                            parse_sparsities(FLAGS.sparsities or [str(FLAGS.sparsity)]),
+                            make_prune=prune_config_from_flags)  # every option of every pruner in the grid
     from tfprune_mia.backend import enable_determinism
 
     enable_determinism()

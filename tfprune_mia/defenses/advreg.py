@@ -18,6 +18,7 @@ touches no member and no evaluation record, so it biases neither side of the pri
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Optional, Tuple
 
 import numpy as np
@@ -26,6 +27,7 @@ from tfprune_mia.backend import keras, tf
 from tfprune_mia.defenses.base import DEFENSES, Defense, DefenseContext
 from tfprune_mia.errors import ConfigError
 from tfprune_mia.models.layers import xavier_normal
+from tfprune_mia.options import Options
 from tfprune_mia.training import TrainingHook
 
 H_LEARNING_RATE = 1e-3
@@ -152,18 +154,36 @@ class AdversarialRegularisation(TrainingHook):
         return self.strength * tf.reduce_mean(tf.math.log_sigmoid(member_logit))
 
 
+ADV_MODES = ("proper", "as_coded")
+
+
+@dataclasses.dataclass(frozen=True)
+class AdvOptions(Options):
+    """The min-max game: `proper` = k inference steps before every classifier step over the whole epoch (Nasr et
+    al.); `as_coded` = the authors' code, k steps then ONE classifier step per epoch. steps = k."""
+
+    flag_prefix = "adv"
+    mode: str = "proper"
+    steps: int = 7
+
+    def validate(self):
+        if self.mode not in ADV_MODES:
+            raise ConfigError(f"unknown adv_mode {self.mode!r}; choose one of: {', '.join(ADV_MODES)}")
+        if self.steps < 1:
+            raise ConfigError(f"adv_steps={self.steps}: the inference model needs at least 1 step (Nasr et al.: 7)")
+
+    def key_parts(self):
+        return [self.mode, f"k{self.steps}"]  # always written: the key says which game ran
+
+
 @DEFENSES.register("adv")
 class AdvReg(Defense):
-    default_strength = 4.0  # the authors' default theta
-    fields = ("strength", "adv_mode", "adv_steps")
-
-    @classmethod
-    def key(cls, config):
-        return f"{config.name}-{config.adv_mode}-k{config.adv_steps}-{config.strength:g}"
+    default_strength = 4.0  # Nasr et al.'s lambda as the pruning paper's code sets it
+    options_class = AdvOptions
 
     def make_hook(self, context: DefenseContext, active_with_masks: bool = True) -> AdversarialRegularisation:
         check_reference_set(context)
-        return AdversarialRegularisation(self.config.strength, self.config.adv_steps, self.config.adv_mode,
+        return AdversarialRegularisation(self.config.strength, self.options.steps, self.options.mode,
                                          context.members, context.reference, context.num_classes,
                                          context.train_config.batch_size, context.seed, active_with_masks)
 

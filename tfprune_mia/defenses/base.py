@@ -1,4 +1,4 @@
-"""What every defense provides, and the config that selects one (spec §6; MCMIA spec §1).
+"""What every defense provides, and the config that selects one (Yuan & Zhang 2022; MCMIA; docs/paper_map.md).
 
 A defense acts only while the pruned model is fine-tuned (for MCMIA: during ADMM and masked retraining); the
 original models are always trained normally. It contributes loss terms / training hooks to that fine-tuning and,
@@ -14,34 +14,23 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from tfprune_mia.errors import ConfigError
+from tfprune_mia.options import NoOptions, Options, options_from_record, short
 from tfprune_mia.registry import Registry
 from tfprune_mia.training import FitResult, LossTerm, TrainConfig
-
-ADV_MODES = ("proper", "as_coded")
-DP_OPTIMIZERS = ("adam", "sgd")
 
 
 @dataclasses.dataclass(frozen=True)
 class DefenseConfig:
     """name: registry name (`none`, `ppb`, `adv`, `dp`, `mcmia`); strength: `--defense_arg` (PPB lambda, the
     adversarial weight theta / lambda, or DP's noise multiplier sigma); None = the defense's default.
+    options: that defense's own options (`DEFENSES.get(name).options_class`), None = its defaults.
 
-    adv_*: the min-max game of `adv` and `mcmia`: `proper` = k inference steps before every classifier step over
-    the whole epoch (Nasr et al.); `as_coded` = the authors' code, k steps then ONE classifier step per epoch.
-    mcmia_retrain_game: keep the game running during MCMIA's masked retraining (spec note C), not only in ADMM.
-    dp_*: clip norm C; a target epsilon (calibrates sigma for the maximum number of epochs and overrides
-    strength); delta (None: 1/N of the model's training set); the DP optimiser.
+    `to_dict()` / `from_dict()` round-trip exactly through JSON; `dataclasses.asdict` gives the same dict.
     """
 
     name: str = "none"
     strength: Optional[float] = None
-    adv_mode: str = "proper"
-    adv_steps: int = 7
-    mcmia_retrain_game: bool = True
-    dp_clip: float = 1.0
-    dp_target_epsilon: Optional[float] = None
-    dp_delta: Optional[float] = None
-    dp_optimizer: str = "adam"
+    options: Optional[Options] = None
 
     def __post_init__(self):
         defense = DEFENSES.get(self.name)  # unknown names fail with the list of valid ones
@@ -49,19 +38,7 @@ class DefenseConfig:
             object.__setattr__(self, "strength", defense.default_strength)
         if self.strength is not None and not self.strength >= 0:
             raise ConfigError(f"defense_arg={self.strength}: must be >= 0")
-        if self.adv_mode not in ADV_MODES:
-            raise ConfigError(f"unknown adv_mode {self.adv_mode!r}; choose one of: {', '.join(ADV_MODES)}")
-        if self.adv_steps < 1:
-            raise ConfigError(f"adv_steps={self.adv_steps}: the inference model needs at least 1 step (spec: 7)")
-        if not self.dp_clip > 0:
-            raise ConfigError(f"dp_clip={self.dp_clip}: the clip norm must be positive (e.g. 1.0)")
-        if self.dp_target_epsilon is not None and not self.dp_target_epsilon > 0:
-            raise ConfigError(f"dp_target_epsilon={self.dp_target_epsilon}: must be positive (e.g. 8)")
-        if self.dp_delta is not None and not 0 < self.dp_delta < 1:
-            raise ConfigError(f"dp_delta={self.dp_delta}: must be in (0, 1), e.g. 1e-5; omit it for 1/N")
-        if self.dp_optimizer not in DP_OPTIMIZERS:
-            raise ConfigError(f"unknown dp_optimizer {self.dp_optimizer!r}; choose one of: "
-                              f"{', '.join(DP_OPTIMIZERS)}")
+        object.__setattr__(self, "options", defense.options_class.resolve(self.options, f"defense {self.name}"))
         defense.check_config(self)
 
     @property
@@ -69,12 +46,30 @@ class DefenseConfig:
         return self.name != "none"
 
     def relevant(self) -> Dict:
-        """The fields this defense reads: the cache key ignores the others, so unrelated flags reuse models."""
-        return {field: getattr(self, field) for field in ("name",) + DEFENSES.get(self.name).fields}
+        """What this defense reads: name, strength (if it uses one) and its options, for cache keys; settings of
+        other defenses are not part of the config at all, so they never split a cache."""
+        defense = DEFENSES.get(self.name)
+        record: Dict = {"name": self.name}
+        if defense.uses_strength:
+            record["strength"] = self.strength
+        options = self.options.to_dict()
+        if options:
+            record["options"] = options
+        return record
 
     @property
     def key(self) -> str:
         return DEFENSES.get(self.name).key(self)
+
+    def to_dict(self) -> Dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Dict) -> "DefenseConfig":
+        """The inverse of to_dict; also reads the flat records written before options existed."""
+        rest = dict(data)
+        name, strength = rest.pop("name", cls.name), rest.pop("strength", None)
+        return cls(name, strength, options_from_record(DEFENSES.get(name).options_class, rest, "name, strength"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,20 +101,22 @@ class DefenseContext:
 
 class Defense(abc.ABC):
     default_strength: Optional[float] = None
-    fields: Tuple[str, ...] = ("strength",)
+    uses_strength = True  # False: `strength` is not read, so it stays out of the cache key
+    options_class: type = NoOptions  # the frozen dataclass of this defense's own settings
     # A pruner the defense is built on (MCMIA = ADMM + the game); None: any pruner.
     required_pruner: Optional[str] = None
 
     def __init__(self, config: DefenseConfig):
         self.config = config
+        self.options = config.options
 
     @classmethod
     def check_config(cls, config: DefenseConfig) -> None:
-        """Raise ConfigError for settings this defense cannot honour."""
+        """Raise ConfigError for a strength / options combination this defense cannot honour."""
 
     @classmethod
     def key(cls, config: DefenseConfig) -> str:
-        return f"{config.name}-{config.strength:g}"
+        return "-".join([config.name, *config.options.key_parts(), short(config.strength)])
 
     @abc.abstractmethod
     def hooks(self, context: DefenseContext) -> List[LossTerm]:
@@ -139,7 +136,7 @@ def make_defense(config: DefenseConfig) -> Defense:
 
 @DEFENSES.register("none")
 class NoDefense(Defense):
-    fields = ()
+    uses_strength = False
 
     @classmethod
     def key(cls, config):

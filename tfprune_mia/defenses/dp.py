@@ -20,6 +20,9 @@ Gaussian noise, and epsilon from an RDP accountant (dp_accounting), stored in th
 """
 from __future__ import annotations
 
+import dataclasses
+from typing import Optional
+
 import dp_accounting
 from tensorflow_privacy.privacy.analysis.compute_dp_sgd_privacy_lib import compute_dp_sgd_privacy_statement
 from tensorflow_privacy.privacy.dp_query.gaussian_query import GaussianSumQuery
@@ -28,6 +31,7 @@ from tensorflow_privacy.privacy.optimizers.dp_optimizer_keras import GenericDPAd
 from tfprune_mia.backend import keras, tf
 from tfprune_mia.defenses.base import DEFENSES, Defense, DefenseContext
 from tfprune_mia.errors import ConfigError
+from tfprune_mia.options import Options, short
 from tfprune_mia.training import TrainingHook
 
 DP_OPTIMIZERS = {"adam": lambda query, lr: GenericDPAdamOptimizer(dp_sum_query=query, num_microbatches=None,
@@ -119,39 +123,64 @@ class DPTraining(TrainingHook):
         return [g if m is None else g * tf.cast(m, g.dtype) for (g, _), m in zip(grads_and_vars, masks)]
 
 
+@dataclasses.dataclass(frozen=True)
+class DPOptions(Options):
+    """clip: the per-example clip norm C; target_epsilon: calibrate sigma to it for the maximum number of epochs
+    (overrides the strength); delta: of the reported epsilon (None: 1/N of the model's training set); optimizer:
+    the TF Privacy DP optimiser."""
+
+    flag_prefix = "dp"
+    clip: float = 1.0
+    target_epsilon: Optional[float] = None
+    delta: Optional[float] = None
+    optimizer: str = "adam"
+
+    def validate(self):
+        if not self.clip > 0:
+            raise ConfigError(f"dp_clip={self.clip}: the clip norm must be positive (e.g. 1.0)")
+        if self.target_epsilon is not None and not self.target_epsilon > 0:
+            raise ConfigError(f"dp_target_epsilon={self.target_epsilon}: must be positive (e.g. 8)")
+        if self.delta is not None and not 0 < self.delta < 1:
+            raise ConfigError(f"dp_delta={self.delta}: must be in (0, 1), e.g. 1e-5; omit it for 1/N")
+        if self.optimizer not in DP_OPTIMIZERS:
+            raise ConfigError(f"unknown dp_optimizer {self.optimizer!r}; choose one of: "
+                              f"{', '.join(DP_OPTIMIZERS)}")
+
+
 @DEFENSES.register("dp")
 class DPSGD(Defense):
     default_strength = 1.0  # noise multiplier sigma (the authors' 0.1 gives no meaningful epsilon)
-    fields = ("strength", "dp_clip", "dp_target_epsilon", "dp_delta", "dp_optimizer")
+    options_class = DPOptions
 
     @classmethod
     def key(cls, config):
-        noise = (f"eps{config.dp_target_epsilon:g}" if config.dp_target_epsilon is not None
-                 else f"s{config.strength:g}")
-        delta = "" if config.dp_delta is None else f"-d{config.dp_delta:g}"
-        return f"dp-{noise}-c{config.dp_clip:g}-{config.dp_optimizer}{delta}"
+        options = config.options
+        noise = (f"eps{short(options.target_epsilon)}" if options.target_epsilon is not None
+                 else f"s{short(config.strength)}")
+        delta = "" if options.delta is None else f"-d{short(options.delta)}"
+        return f"dp-{noise}-c{short(options.clip)}-{options.optimizer}{delta}"
 
     def delta(self, context: DefenseContext) -> float:
-        return self.config.dp_delta if self.config.dp_delta is not None else 1.0 / context.num_members
+        return self.options.delta if self.options.delta is not None else 1.0 / context.num_members
 
     def sample_rate(self, context: DefenseContext) -> float:
         return min(1.0, context.train_config.batch_size / context.num_members)
 
     def noise_multiplier(self, context: DefenseContext) -> float:
-        if self.config.dp_target_epsilon is None:
+        if self.options.target_epsilon is None:
             return float(self.config.strength)
         # Calibrated for the maximum number of epochs, so early stopping can only spend less.
         steps = context.train_config.epochs * context.steps_per_epoch
-        return calibrate_noise(self.config.dp_target_epsilon, self.sample_rate(context), steps, self.delta(context))
+        return calibrate_noise(self.options.target_epsilon, self.sample_rate(context), steps, self.delta(context))
 
     def hooks(self, context):
-        return [DPTraining(self.noise_multiplier(context), self.config.dp_clip, self.config.dp_optimizer)]
+        return [DPTraining(self.noise_multiplier(context), self.options.clip, self.options.optimizer)]
 
     def summary(self, context, fit):
         sigma = self.noise_multiplier(context)
         steps = fit.epochs_completed * context.steps_per_epoch
         delta = self.delta(context)
-        summary = {"noise_multiplier": sigma, "l2_norm_clip": self.config.dp_clip, "delta": delta,
+        summary = {"noise_multiplier": sigma, "l2_norm_clip": self.options.clip, "delta": delta,
                    "members": context.num_members,
                    "sample_rate": self.sample_rate(context), "steps": steps,
                    "epochs": fit.epochs_completed, "epsilon": dp_epsilon(sigma, self.sample_rate(context), steps, delta),

@@ -13,27 +13,35 @@ the loss_terms it forwards to training, as every hook does.
 """
 from __future__ import annotations
 
-from tfprune_mia.defenses.advreg import AdvReg
+import dataclasses
+
+from tfprune_mia.defenses.advreg import AdvOptions, AdvReg
 from tfprune_mia.defenses.base import DEFENSES
 from tfprune_mia.errors import ConfigError
+from tfprune_mia.options import option
+
+
+@dataclasses.dataclass(frozen=True)
+class MCMIAOptions(AdvOptions):
+    """The game of `adv` (same flags), and whether it keeps running in masked retraining (note C)."""
+
+    retrain_game: bool = option(True, flag="mcmia_retrain_game")
+
+    def validate(self):
+        super().validate()
+        if self.mode != "proper":
+            raise ConfigError("mcmia runs the proper min-max game inside ADMM; --adv_mode=as_coded is the pruning "
+                              "paper's adv baseline only (use --defense=adv for it)")
+
+    def key_parts(self):
+        return [*super().key_parts(), "both" if self.retrain_game else "admm"]
 
 
 @DEFENSES.register("mcmia")
 class MCMIA(AdvReg):
     default_strength = 4.0  # the same theta as `adv`, so the two rows differ only by ADMM pruning
-    fields = AdvReg.fields + ("mcmia_retrain_game",)
+    options_class = MCMIAOptions
     required_pruner = "admm"
 
-    @classmethod
-    def key(cls, config):
-        phases = "both" if config.mcmia_retrain_game else "admm"
-        return f"mcmia-{config.adv_mode}-k{config.adv_steps}-{phases}-{config.strength:g}"
-
-    @classmethod
-    def check_config(cls, config):
-        if config.adv_mode != "proper":
-            raise ConfigError("mcmia runs the proper min-max game inside ADMM; --adv_mode=as_coded is the pruning "
-                              "paper's adv baseline only (use --defense=adv for it)")
-
     def hooks(self, context):
-        return [self.make_hook(context, active_with_masks=self.config.mcmia_retrain_game)]
+        return [self.make_hook(context, active_with_masks=self.options.retrain_game)]

@@ -12,16 +12,18 @@ code, docs/deviations.md); one Adam (lr of the fine-tune config) across all W-st
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
 
 from tfprune_mia.backend import keras, tf
-from tfprune_mia.errors import TrainingError
+from tfprune_mia.errors import ConfigError, TrainingError
 from tfprune_mia.io import atomic_path, read_json, write_json
-from tfprune_mia.pruning.base import PRUNERS, PreTrainData, Pruner
-from tfprune_mia.pruning.masks import apply_pairs, make_pairs, prunable_kernels, top_k_mask
-from tfprune_mia.training import MaskPairs, TrainingModel, make_dataset
+from tfprune_mia.options import Options, option
+from tfprune_mia.pruning.base import PRUNERS, PreTrainData
+from tfprune_mia.pruning.masks import MaskedPruner, make_pairs, prunable_kernels, top_k_mask
+from tfprune_mia.training import TrainingModel, make_dataset
 
 
 def keep_count(size: int, sparsity: float) -> int:
@@ -32,12 +34,31 @@ def project(values: np.ndarray, keep: int) -> np.ndarray:
     return values * top_k_mask(values, keep)
 
 
+@dataclasses.dataclass(frozen=True)
+class ADMMOptions(Options):
+    """iterations K, epochs E per W-step, the initial penalty rho_0, its growth per iteration and its cap."""
+
+    flag_prefix = "admm"
+    iterations: int = option(10, key="K")
+    epochs: int = option(1, key="E")
+    rho: float = 1e-3
+    rho_growth: float = option(1.3, key="growth")
+    rho_max: float = option(1.0, key="rhomax")
+
+    def validate(self):
+        if self.iterations < 1 or self.epochs < 1:
+            raise ConfigError("admm_iterations and admm_epochs must be at least 1 (e.g. 10 and 1)")
+        if not (self.rho > 0 and self.rho_growth >= 1 and self.rho_max >= self.rho):
+            raise ConfigError("ADMM needs admm_rho > 0, admm_rho_growth >= 1 and admm_rho_max >= admm_rho "
+                              "(e.g. 1e-3, 1.3, 1.0)")
+
+
 @PRUNERS.register("admm")
-class ADMM(Pruner):
-    masks_outside_model = True
+class ADMM(MaskedPruner):
+    options_class = ADMMOptions
 
     def pre_phase(self, net, data: PreTrainData):
-        config = self.config
+        config, options = self.config, self.options
         done = data.work_dir / "admm.json"
         weights = data.work_dir / "admm_weights.h5"
         if done.exists():  # the phase finished in an earlier, interrupted run
@@ -48,7 +69,7 @@ class ADMM(Pruner):
         keeps = [keep_count(int(np.prod(k.shape)), config.sparsity) for k in kernels]
         z = [tf.Variable(project(k.numpy(), keep), trainable=False) for k, keep in zip(kernels, keeps)]
         u = [tf.Variable(tf.zeros_like(k), trainable=False) for k in kernels]
-        rho = tf.Variable(config.admm_rho, trainable=False, dtype=tf.float32)
+        rho = tf.Variable(options.rho, trainable=False, dtype=tf.float32)
 
         def proximal(x, y, logits):
             return rho / 2 * tf.add_n([tf.reduce_sum(tf.square(w - zi + ui)) for w, zi, ui in zip(kernels, z, u)])
@@ -58,8 +79,8 @@ class ADMM(Pruner):
                                                         epsilon=1e-8))
         dataset = make_dataset(*data.train, data.train_config.batch_size, shuffle_seed=data.seed)
         record = {"rho": [], "primal_residual": [], "dual_residual": [], "loss": []}
-        for _ in range(config.admm_iterations):
-            history = trainer.fit(dataset, epochs=config.admm_epochs, verbose=0).history
+        for _ in range(options.iterations):
+            history = trainer.fit(dataset, epochs=options.epochs, verbose=0).history
             previous = [zi.numpy() for zi in z]
             for w, zi, ui, keep in zip(kernels, z, u, keeps):
                 zi.assign(project(w.numpy() + ui.numpy(), keep))
@@ -72,23 +93,14 @@ class ADMM(Pruner):
             record["loss"].append(float(history["loss"][-1]))
             if not np.isfinite(record["loss"][-1]):
                 raise TrainingError("ADMM W-step loss became NaN/inf: lower --admm_rho or the learning rate")
-            rho.assign(min(config.admm_rho_max, float(rho.numpy()) * config.admm_rho_growth))
+            rho.assign(min(options.rho_max, float(rho.numpy()) * options.rho_growth))
         with atomic_path(weights) as tmp:
             net.save_weights(str(tmp))
         write_json(done, record)
         self.info["admm"] = record
         return net
 
-    def prepare(self, net, steps_per_epoch, total_steps):
+    def make_masks(self, net):
         kernels = prunable_kernels(net)
         masks = [top_k_mask(k.numpy(), keep_count(int(np.prod(k.shape)), self.config.sparsity)) for k in kernels]
-        self._pairs = make_pairs(kernels, masks)
-        apply_pairs(self._pairs)
-        return net
-
-    def mask_pairs(self, net) -> MaskPairs:
-        return self._pairs
-
-    def finalize(self, net):
-        apply_pairs(self._pairs)
-        return net
+        return make_pairs(kernels, masks)

@@ -10,12 +10,9 @@ import numpy as np
 
 from tfprune_mia.backend import keras
 from tfprune_mia.errors import ConfigError
+from tfprune_mia.options import NoOptions, Options, options_from_record, short
 from tfprune_mia.registry import Registry
 from tfprune_mia.training import FitResult, LossTerm, MaskPairs, TrainConfig, fit_classifier
-
-SCHEDULES = ("constant", "polynomial")
-SCOPES = ("layer", "global")
-SLIMMING_MODES = ("l1", "one_shot")
 
 
 def parse_m_by_n(text: str) -> Optional[Tuple[int, int]]:
@@ -33,66 +30,38 @@ def parse_m_by_n(text: str) -> Optional[Tuple[int, int]]:
 
 @dataclasses.dataclass(frozen=True)
 class PruneConfig:
-    """pruner: registry name; sparsity: fraction of prunable weights (structured: filters/channels) removed.
+    """pruner: registry name; sparsity: fraction of prunable weights (structured: filters/channels) removed;
+    options: that pruner's own options (`PRUNERS.get(pruner).options_class`), None = its defaults.
 
-    schedule: `constant` = one-shot masks from the trained weights (the paper); `polynomial` = gradual
-    pruning from 0 to `sparsity` over the first half of fine-tuning (l1_unstructured, layer scope only).
-    scope: `layer` = the same sparsity in every prunable layer (nni LevelPruner); `global` = one magnitude
-    threshold over all prunable kernels (l1_unstructured only).
-    m_by_n: '' or 'M:N' (e.g. '2:4'): tfmot M zeros in every N weights, for l1_unstructured; sparsity must be M/N.
-    slimming_mode: `l1` = network slimming (Liu et al. 2017): a sparsity-training phase with slimming_l1 * sum|gamma|
-    before the global gamma threshold; `one_shot` = the authors' code (nni 2.2 SlimPruner, no L1 phase).
-    admm_*: MCMIA / Zhang et al. ADMM: iterations K, epochs per W-step E, rho_0, rho growth per iteration, rho cap.
+    `key` names the run directory: pruner, sparsity and the options that differ from their defaults.
+    `to_dict()` / `from_dict()` round-trip exactly through JSON; `dataclasses.asdict` gives the same dict.
     """
 
     pruner: str = "l1_unstructured"
     sparsity: float = 0.7
-    schedule: str = "constant"
-    scope: str = "layer"
-    m_by_n: str = ""
-    slimming_mode: str = "l1"
-    slimming_l1: float = 1e-4
-    admm_iterations: int = 10
-    admm_epochs: int = 1
-    admm_rho: float = 1e-3
-    admm_rho_growth: float = 1.3
-    admm_rho_max: float = 1.0
+    options: Optional[Options] = None
 
     def __post_init__(self):
         if not 0.0 < self.sparsity < 1.0:
             raise ConfigError(f"sparsity={self.sparsity}: must be strictly between 0 and 1 (e.g. 0.7)")
-        if self.schedule not in SCHEDULES:
-            raise ConfigError(f"unknown schedule {self.schedule!r}; choose one of: {', '.join(SCHEDULES)}")
-        if self.scope not in SCOPES:
-            raise ConfigError(f"unknown scope {self.scope!r}; choose one of: {', '.join(SCOPES)}")
-        if self.slimming_mode not in SLIMMING_MODES:
-            raise ConfigError(f"unknown slimming_mode {self.slimming_mode!r}; choose one of: "
-                              f"{', '.join(SLIMMING_MODES)}")
-        if self.slimming_l1 < 0:
-            raise ConfigError(f"slimming_l1={self.slimming_l1}: must be >= 0 (paper: 1e-4)")
-        if self.admm_iterations < 1 or self.admm_epochs < 1:
-            raise ConfigError("admm_iterations and admm_epochs must be at least 1 (e.g. 10 and 1)")
-        if not (self.admm_rho > 0 and self.admm_rho_growth >= 1 and self.admm_rho_max >= self.admm_rho):
-            raise ConfigError("ADMM needs admm_rho > 0, admm_rho_growth >= 1 and admm_rho_max >= admm_rho "
-                              "(e.g. 1e-3, 1.3, 1.0)")
-        m_by_n = parse_m_by_n(self.m_by_n)
-        if m_by_n is not None and abs(self.sparsity - m_by_n[0] / m_by_n[1]) > 1e-9:
-            raise ConfigError(f"m_by_n={self.m_by_n} zeroes {m_by_n[0]} of every {m_by_n[1]} weights: set "
-                              f"--sparsity={m_by_n[0] / m_by_n[1]:g}")
-        PRUNERS.get(self.pruner).check_config(self)  # unknown names fail with the list of valid ones
+        pruner = PRUNERS.get(self.pruner)  # unknown names fail with the list of valid ones
+        object.__setattr__(self, "options", pruner.options_class.resolve(self.options, f"pruner {self.pruner}"))
+        pruner.check_config(self)
 
     @property
     def key(self) -> str:
-        parts = [self.pruner, f"{self.sparsity:g}"]
-        if self.schedule != "constant":
-            parts.append(self.schedule)
-        if self.scope != "layer":
-            parts.append(self.scope)
-        if self.m_by_n:
-            parts.append(self.m_by_n.replace(":", "by"))
-        if self.pruner == "slimming":
-            parts.append("oneshot" if self.slimming_mode == "one_shot" else f"l1{self.slimming_l1:g}")
-        return "-".join(parts)
+        return "-".join([self.pruner, short(self.sparsity), *self.options.key_parts()])
+
+    def to_dict(self) -> Dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Dict) -> "PruneConfig":
+        """The inverse of to_dict; also reads the flat records written before options existed."""
+        rest = dict(data)
+        pruner, sparsity = rest.pop("pruner", cls.pruner), rest.pop("sparsity", cls.sparsity)
+        return cls(pruner, sparsity, options_from_record(PRUNERS.get(pruner).options_class, rest,
+                                                         "pruner, sparsity"))
 
 
 @dataclasses.dataclass
@@ -110,20 +79,24 @@ class PreTrainData:
 class Pruner(abc.ABC):
     """One pruning method. `prepare` and `finalize` may return new models; the caller keeps no references."""
 
+    options_class: type = NoOptions  # the frozen dataclass of this pruner's own settings
     # Set by pruners whose masks are plain variables outside the model, so that prune_and_finetune saves them
     # beside the training checkpoint (tfmot's masks are layer weights and travel in the checkpoint already).
     masks_outside_model = False
 
     def __init__(self, config: PruneConfig):
         self.config = config
+        self.options = config.options
         self.info: Dict = {}
 
     @classmethod
+    def create(cls, config: PruneConfig) -> "Pruner":
+        """The pruner object for `config` (a pruner may pick an implementation by its options)."""
+        return cls(config)
+
+    @classmethod
     def check_config(cls, config: PruneConfig) -> None:
-        """Raise ConfigError for settings this pruner cannot honour (called by PruneConfig)."""
-        if config.scope != "layer" or config.m_by_n or config.schedule != "constant":
-            raise ConfigError(f"pruner {config.pruner} supports only --scope=layer --schedule=constant and no "
-                              "--m_by_n; those options belong to l1_unstructured")
+        """Raise ConfigError for options this pruner cannot honour at that sparsity (called by PruneConfig)."""
 
     def pre_phase(self, net: keras.Model, data: PreTrainData) -> keras.Model:
         """Train before masks are fixed (slimming's L1 phase, ADMM); default: nothing."""
@@ -149,7 +122,7 @@ PRUNERS: Registry[type] = Registry("pruner")
 
 
 def make_pruner(config: PruneConfig) -> Pruner:
-    return PRUNERS.get(config.pruner)(config)
+    return PRUNERS.get(config.pruner).create(config)
 
 
 @dataclasses.dataclass

@@ -47,12 +47,38 @@ def _as_list(tensors) -> list:
     return list(tensors) if isinstance(tensors, (list, tuple)) else [tensors]
 
 
+class DisjointSets:
+    """Union-find over the integers 0..n-1 (path halving). A set's root is its smallest member, so roots, and the
+    (score, root) orders built on them, do not depend on the order of the unions."""
+
+    def __init__(self, count: int = 0):
+        self.parent: List[int] = list(range(count))
+
+    def add(self, count: int) -> np.ndarray:
+        """`count` new singleton sets; returns their members."""
+        start = len(self.parent)
+        self.parent.extend(range(start, start + count))
+        return np.arange(start, start + count)
+
+    def find(self, item: int) -> int:
+        parent = self.parent
+        while parent[item] != item:
+            parent[item] = parent[parent[item]]
+            item = parent[item]
+        return item
+
+    def union(self, a: int, b: int) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)
+
+
 class ChannelGraph:
     """Channel labels of every tensor of `net`, the union-find over them, and who produces/normalises what."""
 
     def __init__(self, net: keras.Model):
         self.net = net
-        self.parent: List[int] = []
+        self.sets = DisjointSets()
         self.pinned: Set[int] = set()
         self.labels: Dict[int, np.ndarray] = {}  # id(KerasTensor) -> label per channel
         self.producers: Dict[str, np.ndarray] = {}  # Conv2D/Dense name -> labels of its output channels
@@ -62,35 +88,25 @@ class ChannelGraph:
         for output in net.outputs:
             self.pin(self.labels[id(output)])
 
-    # -- union-find ---------------------------------------------------------------------------------------
+    # -- channel labels ------------------------------------------------------------------------------------
     def fresh(self, count: int, pinned: bool = False) -> np.ndarray:
-        start = len(self.parent)
-        self.parent.extend(range(start, start + count))
-        labels = np.arange(start, start + count)
+        labels = self.sets.add(count)
         if pinned:
             self.pin(labels)
         return labels
 
-    def find(self, label: int) -> int:
-        while self.parent[label] != label:
-            self.parent[label] = self.parent[self.parent[label]]
-            label = self.parent[label]
-        return label
-
     def roots(self, labels: Iterable[int]) -> np.ndarray:
-        return np.array([self.find(int(label)) for label in labels], dtype=np.int64)
+        return np.array([self.sets.find(int(label)) for label in labels], dtype=np.int64)
 
     def union(self, a: np.ndarray, b: np.ndarray) -> None:
         for x, y in zip(a, b):
-            rx, ry = self.find(int(x)), self.find(int(y))
-            if rx != ry:
-                self.parent[max(rx, ry)] = min(rx, ry)
+            self.sets.union(int(x), int(y))
 
     def pin(self, labels: Iterable[int]) -> None:
         self.pinned.update(int(label) for label in labels)
 
     def pinned_roots(self) -> Set[int]:
-        return {self.find(label) for label in self.pinned}
+        return {self.sets.find(label) for label in self.pinned}
 
     # -- graph walk ---------------------------------------------------------------------------------------
     def _visit(self, layer) -> None:

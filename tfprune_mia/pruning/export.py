@@ -13,6 +13,7 @@ import numpy as np
 from tfprune_mia.backend import keras, tf
 from tfprune_mia.errors import CheckpointError
 from tfprune_mia.io import atomic_path
+from tfprune_mia.pruning.masks import prunable_kernel
 
 
 def _spatial_positions(layer) -> int:
@@ -25,12 +26,10 @@ def model_flops(net: keras.Model) -> Dict[str, int]:
     counting only nonzero weights (what a sparse kernel could skip to). BN, activations and pooling are ignored."""
     dense = nonzero = 0
     for layer in net.layers:
-        if isinstance(layer, keras.layers.DepthwiseConv2D):
-            kernel = layer.depthwise_kernel.numpy()
-        elif isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)):
-            kernel = layer.kernel.numpy()
-        else:
+        variable = prunable_kernel(layer)
+        if variable is None:
             continue
+        kernel = variable.numpy()
         positions = _spatial_positions(layer)
         dense += 2 * positions * kernel.size
         nonzero += 2 * positions * int(np.count_nonzero(kernel))

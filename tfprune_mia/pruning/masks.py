@@ -1,16 +1,19 @@
 """Masks kept as plain variables beside a plain model (global magnitude, ADMM, channel pruning)."""
 from __future__ import annotations
 
+import abc
 from typing import List, Optional, Sequence
 
 import numpy as np
 
 from tfprune_mia.backend import keras, tf
+from tfprune_mia.pruning.base import Pruner
 from tfprune_mia.training import MaskPairs
 
 
 def prunable_kernel(layer: keras.layers.Layer) -> Optional[tf.Variable]:
-    """The weight an unstructured pruner may zero: Conv/Dense kernels and depthwise kernels (as nni's)."""
+    """The weight an unstructured pruner may zero, and the one whose entries count in sparsity and FLOPs:
+    Conv/Dense kernels and depthwise kernels (nni's LevelPruner default op types)."""
     if isinstance(layer, keras.layers.DepthwiseConv2D):
         return layer.depthwise_kernel
     if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)):
@@ -49,3 +52,30 @@ def make_pairs(variables: Sequence[tf.Variable], masks: Sequence[np.ndarray]) ->
 def apply_pairs(pairs: MaskPairs) -> None:
     for variable, mask in pairs:
         variable.assign(variable * mask)
+
+
+class MaskedPruner(Pruner):
+    """A pruner whose masks are fixed once in `prepare`, held as plain variables beside the plain model, re-applied
+    after every fine-tuning step and multiplied in before export."""
+
+    masks_outside_model = True
+
+    @abc.abstractmethod
+    def make_masks(self, net: keras.Model) -> MaskPairs:
+        """The (variable, mask) pairs of `net`, decided from its current weights."""
+
+    def prepare(self, net, steps_per_epoch, total_steps):
+        self._pairs = self.make_masks(net)
+        apply_pairs(self._pairs)
+        return net
+
+    def mask_pairs(self, net) -> MaskPairs:
+        return self._pairs
+
+    def finalize(self, net):
+        apply_pairs(self._pairs)
+        return self.export(net)
+
+    def export(self, net: keras.Model) -> keras.Model:
+        """The model to ship once the masks are multiplied in; structured pruners return a smaller one."""
+        return net

@@ -14,62 +14,48 @@ than relu(beta); only then can it be physically removed with unchanged outputs.
 """
 from __future__ import annotations
 
+import abc
+import dataclasses
 from typing import Callable, Dict, List, Set
 
 import numpy as np
 
 from tfprune_mia.backend import keras, tf
 from tfprune_mia.errors import ConfigError
-from tfprune_mia.pruning.base import PRUNERS, PreTrainData, Pruner
-from tfprune_mia.pruning.channels import ChannelGraph
-from tfprune_mia.pruning.masks import apply_pairs
-from tfprune_mia.training import LossTerm, MaskPairs, fit_classifier
+from tfprune_mia.options import Options, short
+from tfprune_mia.pruning.base import PRUNERS, PreTrainData
+from tfprune_mia.pruning.channels import ChannelGraph, DisjointSets
+from tfprune_mia.pruning.masks import MaskedPruner
+from tfprune_mia.training import LossTerm, fit_classifier
 
 
 def _coupled_sets(graph: ChannelGraph, names: List[str]) -> List[List[str]]:
     """Producers that share a channel (through an Add) in one set, in model order."""
     owner: Dict[int, int] = {}
-    parent = list(range(len(names)))
-
-    def find(i):
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
+    sets = DisjointSets(len(names))
     for index, name in enumerate(names):
         for root in graph.roots(graph.producers[name]):
-            if root in owner:
-                parent[find(index)] = find(owner[root])
-            else:
-                owner[root] = index
-    sets: Dict[int, List[str]] = {}
+            sets.union(index, owner.setdefault(root, index))
+    groups: Dict[int, List[str]] = {}
     for index, name in enumerate(names):
-        sets.setdefault(find(index), []).append(name)
-    return list(sets.values())
+        groups.setdefault(sets.find(index), []).append(name)
+    return list(groups.values())
 
 
-class ChannelPruner(Pruner):
+class ChannelPruner(MaskedPruner):
     """Common part: choose removed channels, hold their masks while fine-tuning, shrink the model at the end."""
 
-    masks_outside_model = True
-
+    @abc.abstractmethod
     def select(self, net: keras.Model, graph: ChannelGraph) -> Set[int]:
-        raise NotImplementedError
+        """The union-find roots of the channels to remove."""
 
-    def prepare(self, net, steps_per_epoch, total_steps):
+    def make_masks(self, net):
         self.graph = ChannelGraph(net)
         self.removed = self.select(net, self.graph)
-        self._pairs = self.graph.mask_pairs(self.removed)
-        apply_pairs(self._pairs)
         self.info.update(channel_summary(self.graph, self.removed))
-        return net
+        return self.graph.mask_pairs(self.removed)
 
-    def mask_pairs(self, net) -> MaskPairs:
-        return self._pairs
-
-    def finalize(self, net):
-        apply_pairs(self._pairs)
+    def export(self, net):
         return self.graph.shrink(self.removed)
 
 
@@ -142,18 +128,46 @@ def gamma_l1_term(net: keras.Model, strength: float) -> LossTerm:
     return term
 
 
+SLIMMING_MODES = ("l1", "one_shot")
+
+
+@dataclasses.dataclass(frozen=True)
+class SlimmingOptions(Options):
+    """mode: `l1` = network slimming (Liu et al. 2017): a sparsity-training phase with l1 * sum|gamma| before the
+    global gamma threshold; `one_shot` = the authors' code (nni 2.2 SlimPruner, no L1 phase)."""
+
+    flag_prefix = "slimming"
+    mode: str = "l1"
+    l1: float = 1e-4
+
+    def validate(self):
+        if self.mode not in SLIMMING_MODES:
+            raise ConfigError(f"unknown slimming_mode {self.mode!r}; choose one of: {', '.join(SLIMMING_MODES)}")
+        if self.l1 < 0:
+            raise ConfigError(f"slimming_l1={self.l1}: must be >= 0 (paper: 1e-4)")
+
+    def key_parts(self):
+        # The L1 strength stays in the key even at its default: run directories always said which phase ran.
+        parts = ["oneshot"] if self.mode == "one_shot" else []
+        if self.mode == "l1" or self.l1 != SlimmingOptions.l1:
+            parts.append(f"l1{short(self.l1)}")
+        return parts
+
+
 @PRUNERS.register("slimming")
 class Slimming(ChannelPruner):
+    options_class = SlimmingOptions
+
     def pre_phase(self, net, data: PreTrainData):
         if not batch_norms(net):
             raise ConfigError(f"slimming needs BatchNorm layers and {net.name} has none: use l1_filter, "
                               "l1_unstructured or admm")
-        if self.config.slimming_mode == "one_shot" or self.config.slimming_l1 == 0:
+        if self.options.mode == "one_shot" or self.options.l1 == 0:
             self.info["slimming_phase"] = {"mode": "one_shot"}
             return net
         fit = fit_classifier(net, data.train, data.dev, data.train_config, data.work_dir, seed=data.seed,
-                             loss_terms=[*data.loss_terms, gamma_l1_term(net, self.config.slimming_l1)])
-        self.info["slimming_phase"] = {"mode": "l1", "l1": self.config.slimming_l1, "best_epoch": fit.best_epoch,
+                             loss_terms=[*data.loss_terms, gamma_l1_term(net, self.options.l1)])
+        self.info["slimming_phase"] = {"mode": "l1", "l1": self.options.l1, "best_epoch": fit.best_epoch,
                                        "best_dev_accuracy": fit.best_dev_accuracy, "epochs_run": fit.epochs_run}
         return net
 
