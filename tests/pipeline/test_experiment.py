@@ -55,7 +55,7 @@ def test_result_files_of_an_unknown_format_are_refused(tmp_path, first_run):
     data = read_json(first_run[1].path)
     data["format_version"] = 99
     write_json(tmp_path / "future.json", data)
-    with pytest.raises(CheckpointError, match="format 99.*re-run train_prune"):
+    with pytest.raises(CheckpointError, match="incompatible tfprune_mia version .format 99.*delete that file"):
         ExperimentResult.load(tmp_path / "future.json")
 
 

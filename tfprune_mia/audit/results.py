@@ -224,8 +224,9 @@ class ExperimentResult:
         where = f"{path} " if path else ""
         version = data.get("format_version")
         if version not in RESULT_FORMATS or "attacks" not in data or "config" not in data:
-            raise CheckpointError(f"{where}is not a tfprune_mia result this version reads (format {version!r}, "
-                                  f"expected one of {RESULT_FORMATS}); re-run train_prune to rewrite it")
+            raise CheckpointError(f"{where}was written by an incompatible tfprune_mia version (format {version!r}, "
+                                  f"this version reads {', '.join(map(str, RESULT_FORMATS))}); use another "
+                                  "--run_root or delete that file")
         known = {"format_version", "config", "versions", "split_fingerprint", "models", "attacks", "divergence",
                  "tf_privacy", "figures", "seconds", "result_path"}
         settings = {}
