@@ -71,10 +71,12 @@ class PruneConfig:
         if self.slimming_l1 < 0:
             raise ConfigError(f"slimming_l1={self.slimming_l1}: must be >= 0 (paper: 1e-4)")
         if self.admm_iterations < 1 or self.admm_epochs < 1:
-            raise ConfigError("admm_iterations and admm_epochs must be at least 1 (e.g. 10 and 1)")
+            raise ConfigError(f"admm_iterations={self.admm_iterations}, admm_epochs={self.admm_epochs}: both must be "
+                              "at least 1 (e.g. 10 and 1)")
         if not (self.admm_rho > 0 and self.admm_rho_growth >= 1 and self.admm_rho_max >= self.admm_rho):
-            raise ConfigError("ADMM needs admm_rho > 0, admm_rho_growth >= 1 and admm_rho_max >= admm_rho "
-                              "(e.g. 1e-3, 1.3, 1.0)")
+            raise ConfigError(f"admm_rho={self.admm_rho}, admm_rho_growth={self.admm_rho_growth}, admm_rho_max="
+                              f"{self.admm_rho_max}: ADMM needs rho > 0, growth >= 1 and max >= rho (e.g. 1e-3, "
+                              "1.3, 1.0)")
         m_by_n = parse_m_by_n(self.m_by_n)
         if m_by_n is not None and abs(self.sparsity - m_by_n[0] / m_by_n[1]) > 1e-9:
             raise ConfigError(f"m_by_n={self.m_by_n} zeroes {m_by_n[0]} of every {m_by_n[1]} weights: set "
