@@ -2,5 +2,4 @@ import os
 
 # Must precede the first TensorFlow import anywhere in the test process.
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
