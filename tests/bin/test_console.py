@@ -30,6 +30,14 @@ def user_env(**extra):
     return {**env, "CUDA_VISIBLE_DEVICES": "", **extra}
 
 
+def flag_entry(help_text, flag):
+    """The help of one flag out of absl's help output (whitespace collapsed)."""
+    entries = [text for text in re.split(r" (?=--(?:\[no\])?[a-z0-9_]+: )", re.sub(r"\s+", " ", help_text))
+               if text.startswith(f"--{flag}: ")]
+    assert entries, f"--{flag} is not in the help"
+    return entries[0]
+
+
 def binary(name, *flags):
     return [sys.executable, "-m", f"tfprune_mia.bin.{name}", *flags]
 
@@ -44,17 +52,15 @@ def test_help_lists_our_flags_with_the_registered_choices():
     result = subprocess.run(binary("train_prune", "--help"), capture_output=True, text=True, env=user_env(),
                             timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
-    help_text = re.sub(r"\s+", " ", result.stdout)  # absl wraps long help lines
     for flag, registry in (("pruner", PRUNERS), ("shadow_pruner", PRUNERS), ("attacks", ATTACKS),
                            ("dataset", DATASETS), ("model", MODELS), ("defense", DEFENSES)):
-        (entry,) = [text for text in re.split(r" (?=--(?:\[no\])?[a-z0-9_]+: )", help_text)
-                    if text.startswith(f"--{flag}: ")]
-        match = re.search(r" Choices: ([a-z0-9_, ]+?)( or all)?\.", entry)
+        match = re.search(r" Choices: ([a-z0-9_, ]+?)( or all)?\.", flag_entry(result.stdout, flag))
         assert match, f"--{flag} has no choices in --help"
         assert match.group(1).split(", ") == registry.names(), flag
         assert bool(match.group(2)) == (flag == "attacks")
-    for flag in ("--sparsity", "--run_root", "--seed", "--epochs", "--verbosity"):
-        assert flag in help_text
+    for flag in ("sparsity", "run_root", "seed", "epochs"):
+        flag_entry(result.stdout, flag)
+    assert "-v,--verbosity: -1: warnings and errors only" in result.stdout
     assert not NATIVE_LOG_LINE.search(result.stderr), result.stderr[-2000:]
 
 
@@ -118,3 +124,21 @@ def test_ctrl_c_prints_one_line_and_exits_130(tmp_path):
     assert process.returncode == EXIT_INTERRUPTED, stderr[-3000:]
     assert stderr.strip().splitlines()[-1] == INTERRUPTED
     assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr[-3000:]
+
+
+@pytest.mark.parametrize("help_flag", ["-h", "--helpshort"])
+def test_short_help_spellings_exit_zero_with_our_flags(monkeypatch, capsys, help_flag):
+    from absl import flags
+
+    from tfprune_mia.bin import sweep
+
+    flags.FLAGS.unparse_flags()
+    monkeypatch.setattr(sys, "argv", ["sweep", help_flag])
+    with pytest.raises(SystemExit) as done:
+        sweep.run()
+    flags.FLAGS.unparse_flags()
+    out = capsys.readouterr().out
+    assert done.value.code == 0
+    flag_entry(out, "sparsities")
+    flag_entry(out, "sparsity")
+    assert "Choices: admm, l1_filter" in flag_entry(out, "pruners")
