@@ -1,7 +1,9 @@
 """Flags and error handling shared by the absl binaries: flags -> frozen configs -> library call."""
 from __future__ import annotations
 
+import atexit
 import dataclasses
+import gc
 import importlib
 import os
 import sys
@@ -180,6 +182,12 @@ def experiment_config_from_flags():
 def run_main(main: Callable[[], int]) -> None:
     """Run `main` under absl; a TfpruneError becomes one line on stderr and exit code 2, Ctrl-C one line and
     exit code 130 (every stage resumes, so the line says how to continue)."""
+
+    # The interpreter's last full garbage collection of every TF graph and Keras model the run built took
+    # seconds after the table was printed; at exit nothing needs it (atexit: only when the process really ends,
+    # not after each in-process run of a test).
+    atexit.unregister(gc.freeze)
+    atexit.register(gc.freeze)
 
     def wrapped(argv):
         # Before main imports TensorFlow: --verbosity=1 (debug) brings back the third-party noise.
