@@ -114,7 +114,10 @@ def test_ctrl_c_prints_one_line_and_exits_130(tmp_path):
             time.sleep(0.5)
         time.sleep(3)  # inside Keras fit by now
         process.send_signal(signal.SIGINT)
-        process.wait(timeout=120)
+        try:
+            process.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            pytest.fail("still running 120 s after Ctrl-C:\n" + "".join(lines)[-3000:])
     finally:
         if process.poll() is None:
             process.kill()
@@ -157,3 +160,45 @@ def test_binaries_skip_the_final_garbage_collection(tmp_path):
     assert result.returncode == 2 and "error: no train_prune result matches" in result.stderr, result.stderr
     frozen = int(result.stdout.split()[-1])
     assert frozen > 1000, result.stdout
+
+
+SWALLOWING_MAIN = """
+import sys, time
+from tfprune_mia.bin import common
+
+common.INTERRUPT_GRACE_SECONDS = float(sys.argv[1])
+
+
+def main():
+    print("running", flush=True)
+    while True:  # a library that catches KeyboardInterrupt and carries on
+        try:
+            time.sleep(0.05)
+        except KeyboardInterrupt:
+            pass
+
+
+sys.argv = ["swallow"]
+common.run_main(main)
+"""
+
+
+@pytest.mark.parametrize("grace,signals,within", [(1.0, 1, 8.0), (60.0, 2, 8.0)])
+def test_ctrl_c_ends_the_run_even_when_a_library_swallows_it(grace, signals, within):
+    """Ctrl-C ends the process after the grace period, or at once on a second Ctrl-C, with the same one line."""
+    process = subprocess.Popen([sys.executable, "-c", SWALLOWING_MAIN, str(grace)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=user_env())
+    try:
+        assert process.stdout.readline().strip() == "running"
+        start = time.monotonic()
+        for _ in range(signals):
+            process.send_signal(signal.SIGINT)
+            time.sleep(0.3)
+        _, stderr = process.communicate(timeout=within + 30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert time.monotonic() - start < within
+    assert process.returncode == EXIT_INTERRUPTED
+    assert stderr.strip().splitlines() == [INTERRUPTED], stderr

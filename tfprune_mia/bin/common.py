@@ -6,7 +6,9 @@ import dataclasses
 import gc
 import importlib
 import os
+import signal
 import sys
+import threading
 from typing import Callable
 
 from absl import app, flags, logging
@@ -18,6 +20,11 @@ FLAGS = flags.FLAGS
 
 INTERRUPTED = "interrupted; re-run the same command to resume"
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a process ended by Ctrl-C
+# After Ctrl-C the run unwinds through KeyboardInterrupt; if that lands where a library swallows it (a finalizer,
+# a callback), the process still ends this long after the signal. Artefacts are written atomically and every
+# stage resumes, so ending hard loses only the unfinished epoch.
+INTERRUPT_GRACE_SECONDS = 15.0
+_interrupt = {"announced": False}
 HELP_FLAGS = frozenset({"help", "helpshort", "helpfull", "helpxml", "?"})
 # Flags whose value is a registry name: `--help` lists the registered names (the registries are filled by
 # importing these packages, which imports TensorFlow, so it is done only when help is asked for).
@@ -195,6 +202,7 @@ def run_main(main: Callable[[], int]) -> None:
         if len(argv) > 1:
             print(f"error: unexpected arguments {argv[1:]}; flags look like --sparsity=0.7", file=sys.stderr)
             return 2
+        previous_handler = _install_interrupt_handler()
         try:
             return main()
         except TfpruneError as err:
@@ -203,10 +211,47 @@ def run_main(main: Callable[[], int]) -> None:
             return 2
         except KeyboardInterrupt:
             logging.flush()
-            print(f"\n{INTERRUPTED}", file=sys.stderr)
+            _announce_interrupt()
             return EXIT_INTERRUPTED
+        finally:
+            if previous_handler is not None:  # in-process callers (tests) get their handler back
+                signal.signal(signal.SIGINT, previous_handler)
 
     app.run(wrapped, flags_parser=_parse_flags_or_exit)
+
+
+def _install_interrupt_handler():
+    """Replace Python's default Ctrl-C handler by one that also arms the grace-period exit; returns the
+    previous handler (None when not installed: not the main thread, or the caller has its own handler)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is not signal.default_int_handler:
+        return None
+    _interrupt["announced"] = False
+    signal.signal(signal.SIGINT, _on_first_interrupt)
+    return previous
+
+
+def _on_first_interrupt(signum, frame):
+    signal.signal(signal.SIGINT, _exit_interrupted)  # a second Ctrl-C ends the process at once
+    timer = threading.Timer(INTERRUPT_GRACE_SECONDS, _exit_interrupted)
+    timer.daemon = True
+    timer.start()
+    raise KeyboardInterrupt
+
+
+def _announce_interrupt() -> None:
+    if not _interrupt["announced"]:
+        _interrupt["announced"] = True
+        print(f"\n{INTERRUPTED}", file=sys.stderr, flush=True)
+
+
+def _exit_interrupted(*_) -> None:
+    try:
+        _announce_interrupt()
+    finally:
+        os._exit(EXIT_INTERRUPTED)
 
 
 def _parse_flags_or_exit(argv):
