@@ -202,3 +202,17 @@ def test_ctrl_c_ends_the_run_even_when_a_library_swallows_it(grace, signals, wit
     assert time.monotonic() - start < within
     assert process.returncode == EXIT_INTERRUPTED
     assert stderr.strip().splitlines() == [INTERRUPTED], stderr
+
+
+def test_in_process_runs_give_the_ctrl_c_handler_back(monkeypatch, capsys, tmp_path):
+    from absl import flags
+
+    from tfprune_mia.bin import train_prune
+
+    flags.FLAGS.unparse_flags()
+    monkeypatch.setattr(sys, "argv", ["train_prune", f"--run_root={tmp_path}", "--sparsity=1.5"])
+    with pytest.raises(SystemExit) as done:
+        train_prune.run()
+    flags.FLAGS.unparse_flags()
+    assert done.value.code == 2 and "sparsity=1.5" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
