@@ -38,6 +38,12 @@ def flag_entry(help_text, flag):
     return entries[0]
 
 
+def ctrl_c_enabled():
+    """Popen's preexec_fn: a child of a background job inherits SIGINT ignored (and Python then keeps it
+    ignored), which a user's foreground terminal never does."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def binary(name, *flags):
     return [sys.executable, "-m", f"tfprune_mia.bin.{name}", *flags]
 
@@ -95,7 +101,8 @@ def test_verbosity_brings_the_hidden_messages_back(filter_pruning_run):
 def test_ctrl_c_prints_one_line_and_exits_130(tmp_path):
     process = subprocess.Popen(binary("train_prune", f"--run_root={tmp_path}", *TINY_FLAGS, "--epochs=200",
                                       "--patience=200"),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=user_env())
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=user_env(),
+                               preexec_fn=ctrl_c_enabled)
     lines, training = [], threading.Event()
 
     def read_stderr():
@@ -187,7 +194,7 @@ common.run_main(main)
 def test_ctrl_c_ends_the_run_even_when_a_library_swallows_it(grace, signals, within):
     """Ctrl-C ends the process after the grace period, or at once on a second Ctrl-C, with the same one line."""
     process = subprocess.Popen([sys.executable, "-c", SWALLOWING_MAIN, str(grace)], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, env=user_env())
+                               stderr=subprocess.PIPE, text=True, env=user_env(), preexec_fn=ctrl_c_enabled)
     try:
         assert process.stdout.readline().strip() == "running"
         start = time.monotonic()
@@ -211,8 +218,12 @@ def test_in_process_runs_give_the_ctrl_c_handler_back(monkeypatch, capsys, tmp_p
 
     flags.FLAGS.unparse_flags()
     monkeypatch.setattr(sys, "argv", ["train_prune", f"--run_root={tmp_path}", "--sparsity=1.5"])
-    with pytest.raises(SystemExit) as done:
-        train_prune.run()
-    flags.FLAGS.unparse_flags()
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)  # pytest may run with it ignored
+    try:
+        with pytest.raises(SystemExit) as done:
+            train_prune.run()
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, inherited)
+        flags.FLAGS.unparse_flags()
     assert done.value.code == 2 and "sparsity=1.5" in capsys.readouterr().err
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
