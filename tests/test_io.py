@@ -37,3 +37,33 @@ def test_corrupt_and_missing_json_are_checkpoint_errors(tmp_path):
 def test_stable_hash_ignores_key_order_but_not_values():
     assert stable_hash({"a": 1, "b": 2}) == stable_hash({"b": 2, "a": 1})
     assert stable_hash({"a": 1}) != stable_hash({"a": 2})
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_atomic_writes_respect_the_umask(tmp_path, umask):
+    """Results, models and figures get the same mode as any file the process creates (checkpoints included),
+    not mkstemp's private 0600."""
+    old = os.umask(umask)
+    try:
+        write_json(tmp_path / "result.json", {"a": 1})
+        write_npz(tmp_path / "scores.npz", x=np.arange(3))
+        with atomic_path(tmp_path / "figure.png") as tmp:
+            tmp.write_bytes(b"png")
+        (tmp_path / "plain.txt").write_text("checkpoint")
+    finally:
+        os.umask(old)
+    expected = 0o666 & ~umask
+    assert (tmp_path / "plain.txt").stat().st_mode & 0o777 == expected
+    for name in ("result.json", "scores.npz", "figure.png"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == expected, name
+
+
+def test_current_umask_reads_without_changing_it():
+    from tfprune_mia.io import current_umask
+
+    old = os.umask(0o027)
+    try:
+        assert current_umask() == 0o027
+        assert current_umask() == 0o027
+    finally:
+        os.umask(old)

@@ -16,8 +16,12 @@ names below are imported lazily, so `import tfprune_mia` stays cheap and sets th
 import importlib
 import os
 
+from tfprune_mia import noise
+
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Before any TensorFlow import (TF reads its native log level once): known third-party noise stays quiet unless
+# TFPRUNE_MIA_VERBOSE=1 or a binary's --verbosity=1.
+noise.configure()
 
 __version__ = "0.1.0"
 

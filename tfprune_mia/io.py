@@ -34,6 +34,8 @@ def atomic_path(path: os.PathLike, suffix: str = "") -> Iterator[Path]:
         faults.point(f"write/{path.name}")
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
+        # mkstemp creates 0600; the finished file gets the mode a plain open() would give it, like checkpoints.
+        os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
     except OSError as err:
         if not _is_storage_error(err):
@@ -44,6 +46,21 @@ def atomic_path(path: os.PathLike, suffix: str = "") -> Iterator[Path]:
     finally:
         if tmp is not None and tmp.exists():
             tmp.unlink()
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where the OS allows (os.umask can only read by setting,
+    which would briefly give files other threads create the wrong mode)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _is_storage_error(err: OSError) -> bool:

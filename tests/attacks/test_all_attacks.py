@@ -5,7 +5,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from tfprune_mia.attacks import ATTACKS, AttackContext, MembershipSet, ReferenceSignals, Signals, make_attack
-from tfprune_mia.attacks.tfp_bridge import tfp_available
+from tfprune_mia.attacks.tfp_bridge import INSTALL_HINT, tfp_available
 
 C = 4
 
@@ -55,7 +55,7 @@ SAMIA_FAST = AttackContext(seed=0, epochs=8, batch_size=128)
 def attack_auc(name, gap):
     shadow, target, member, reference = scenario(gap)
     if name.startswith("tfp_") and not tfp_available():
-        pytest.skip("TF Privacy's MIA suite is not installed (pip install 'tfprune-mia[tfp_mia]')")
+        pytest.skip(f"TF Privacy's MIA suite is not installed ({INSTALL_HINT})")
     context = SAMIA_FAST if name.startswith("samia") else FAST
     scores = make_attack(name, context).run(shadow, target, reference)
     assert scores.shape == (len(target),) and np.all(np.isfinite(scores))

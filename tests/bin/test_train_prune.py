@@ -31,7 +31,7 @@ def test_train_prune_prints_the_table_and_writes_the_result(tmp_path):
 @pytest.mark.parametrize("flag,message", [
     ("--sparsity=1.5", "sparsity=1.5: must be strictly between 0 and 1"),
     ("--dataset=imagenet", "unknown dataset 'imagenet'; choose one of:"),
-    ("--sparsity=abc", "flag --sparsity=abc: could not convert string to float: 'abc'; see --helpfull"),
+    ("--sparsity=abc", "flag --sparsity=abc: could not convert string to float: 'abc'; see --help"),
 ])
 def test_bad_flags_fail_with_one_line_before_any_work(tmp_path, flag, message):
     result = run_binary(f"--run_root={tmp_path}", flag)

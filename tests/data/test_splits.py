@@ -142,3 +142,15 @@ def test_tampered_split_with_overlap_is_rejected(tmp_path):
     write_npz(path, **arrays)
     with pytest.raises(CheckpointError, match="shares records with the victim"):
         splits.load_split(path)
+
+
+@pytest.mark.parametrize("n", [20, 171])
+def test_too_few_records_for_balanced_members_is_a_config_error_naming_a_larger_subset(n):
+    """A fresh split that rounding leaves unbalanced is the user's subset size, not a damaged split file."""
+    with pytest.raises(ConfigError, match="too unbalanced.*larger subset") as error:
+        splits.make_split(n, 7, 1)
+    assert "split file" not in str(error.value)
+
+
+def test_default_sizes_are_balanced():
+    assert splits.make_split(200, 7, 1).is_balanced()

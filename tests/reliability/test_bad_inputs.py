@@ -76,6 +76,27 @@ FLAG_CASES = [
     ("--learning_rate=0", "learning_rate=0.0: must be positive"),
     ("--num_perturbations=0", "num_perturbations=0: the sensitivity signal needs num_perturbations >= 1"),
     ("--perturbation_epsilon=0", "perturbation_epsilon=0.0: must be positive"),
+    # Numeric flags no config validates are checked while the flags are parsed (a negative seed used to end in
+    # scikit-learn's InvalidParameterError traceback).
+    ("--seed=-1", "flag --seed=-1: must be in [0, 4294967295]; pass e.g. --seed=7"),
+    ("--seed=4294967296", "flag --seed=4294967296: must be in [0, 4294967295]"),
+    ("--shadow_sparsity=1.0", "flag --shadow_sparsity=1.0: must be strictly between 0 and 1"),
+    ("--patience=0", "patience=0: must be at least 1"),
+    ("--weight_decay=-1", "weight_decay=-1.0: must be >= 0"),
+    ("--bootstrap_resamples=-1", "bootstrap_resamples=-1: must be >= 0"),
+    ("--num_reference_models=3", "num_reference_models=3: must be an even number"),
+    ("--max_samples=-1", "max_samples=-1: use 0 (all records) or at least 20"),
+    ("--max_samples=20", "too unbalanced to measure membership inference; use a larger subset"),
+    ("--slimming_l1=-1", "slimming_l1=-1.0: must be >= 0"),
+    ("--admm_iterations=0", "admm_iterations=0, admm_epochs=1: both must be at least 1"),
+    ("--admm_rho=0", "admm_rho=0.0, admm_rho_growth=1.3, admm_rho_max=1.0: ADMM needs rho > 0"),
+    ("--defense_arg=-1", "defense_arg=-1.0: must be >= 0"),
+    ("--adv_steps=0", "adv_steps=0: the inference model needs at least 1 step"),
+    ("--dp_clip=0", "dp_clip=0.0: the clip norm must be positive"),
+    ("--dp_target_epsilon=0", "dp_target_epsilon=0.0: must be positive"),
+    ("--dp_delta=1", "dp_delta=1.0: must be in (0, 1)"),
+    ("--m_by_n=2-4", "m_by_n='2-4': write it as M:N"),
+    ("--flagfile=/nonexistent/x.flags", "unable to open flagfile: [Errno 2] No such file or directory"),
 ]
 
 
@@ -84,7 +105,38 @@ def test_bad_flag(tmp_path, train_prune, flag, message):
     root = tmp_path / "runs"
     code, _, err = train_prune(f"--run_root={root}", flag)
     assert_one_line_error(code, err, message)
+    assert "ERROR::" not in err and err.count("error:") == 1, err
     assert not root.exists()
+
+
+def path_flag_cases(tmp_path):
+    """(flag, message) for every path flag naming a regular file, or a path under one."""
+    afile = tmp_path / "afile"
+    afile.write_text("not a directory")
+    return [(f"--run_root={afile}", f"flag --run_root={afile}: {afile} is a file, not a directory; pass a directory"),
+            (f"--run_root={afile}/runs", f"{afile} is a file, not a directory (in {afile}/runs)"),
+            (f"--data_dir={afile}", f"flag --data_dir={afile}: {afile} is a file, not a directory; pass the "
+                                    "directory holding the dataset files"),
+            (f"--flagfile={tmp_path}", f"unable to open flagfile: [Errno 21] Is a directory: '{tmp_path}'; check "
+                                       "the path given to --flagfile")]
+
+
+@pytest.mark.parametrize("case", range(4))
+def test_path_flag_naming_a_file(tmp_path, train_prune, case):
+    """A path flag naming a regular file used to end in a 45-line NotADirectoryError traceback."""
+    flag, message = path_flag_cases(tmp_path)[case]
+    before = snapshot(tmp_path)
+    code, _, err = train_prune(flag, *([f"--run_root={tmp_path / 'runs'}"] if "run_root" not in flag else []))
+    assert_one_line_error(code, err, message)
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only directories")
+def test_unwritable_run_root(tmp_path, train_prune):
+    root = tmp_path / "runs"
+    root.mkdir(mode=0o500)
+    code, _, err = train_prune(f"--run_root={root}")
+    assert_one_line_error(code, err, f"{root} is not writable; fix its permissions")
 
 
 def test_unknown_defense(tmp_path, train_prune):

@@ -1,7 +1,7 @@
 """TF Privacy comparison: TF Privacy's own membership-inference suite run on our signals.
 
 TF Privacy's MIA module is not in the tensorflow-privacy 0.9.0 wheel; it ships in `tensorflow-empirical-privacy`
-(installed by the optional extra `pip install 'tfprune-mia[tfp_mia]'`), which needs scikit-learn < 1.5 (it
+(installed by the optional extra `pip install 'tfprune-mia[tfpmia]'`), which needs scikit-learn < 1.5 (it
 imports `sklearn.utils.parallel_backend`, removed in 1.5, and calls the private `_binary_clf_curve`, renamed in
 1.8), pandas 1.x and statsmodels 0.14.0. Without it, everything here raises `OptionalDependencyError`, which
 the experiment turns into a "skipped" entry with this message instead of failing the run.
@@ -23,7 +23,7 @@ from tfprune_mia.attacks.base import ATTACKS, Attack
 from tfprune_mia.attacks.signals import LOG_FLOOR, MembershipSet, Signals
 from tfprune_mia.errors import ConfigError
 
-INSTALL_HINT = ("pip install 'tfprune-mia[tfp_mia]' (tensorflow-empirical-privacy with scikit-learn<1.5), "
+INSTALL_HINT = ("pip install 'tfprune-mia[tfpmia]' (tensorflow-empirical-privacy with scikit-learn<1.5), "
                 "or drop the tfp_* attacks")
 SUITE_ATTACKS = ("THRESHOLD_ATTACK", "THRESHOLD_ENTROPY_ATTACK", "LOGISTIC_REGRESSION")
 

@@ -18,6 +18,9 @@ from tfprune_mia.io import read_npz, stable_hash, write_npz
 
 TEST_FRACTION = 0.45
 DEV_FRACTION_OF_POOL = 0.1818  # 0.55 * 0.1818 ~= 10% of the half
+# Members (victim train) and non-members (victim test) may differ by this fraction of the larger set: the 45/55
+# fractions balance them exactly only up to rounding, which at a few dozen records exceeds it.
+BALANCE_TOLERANCE = 0.05
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,6 +48,12 @@ class Split:
             if 0 <= index < len(self.shadows):
                 return self.shadows[index]
         raise ConfigError(f"unknown model role {role!r}; use 'victim' or shadow_0..shadow_{len(self.shadows) - 1}")
+
+    def is_balanced(self) -> bool:
+        """Whether the victim's members and non-members are (near-)equally many, so that the attacks' balanced
+        accuracy and AUC compare across runs."""
+        members, non_members = len(self.victim.train), len(self.victim.test)
+        return abs(members - non_members) <= BALANCE_TOLERANCE * max(members, non_members)
 
     @property
     def roles(self) -> List[str]:
@@ -89,6 +98,10 @@ def make_split(num_records: int, seed: int = 7, num_shadows: int = 5) -> Split:
     shadows = [_split_half(shadow_half, seed + i) for i in range(num_shadows)]
     split = Split(num_records, seed, victim, shadows)
     split.check_disjoint()
+    if not split.is_balanced():
+        raise ConfigError(f"{num_records} records give the victim {len(victim.train)} members but "
+                          f"{len(victim.test)} non-members, too unbalanced to measure membership inference; use "
+                          "a larger subset (--max_samples=200 or more, or 0 for all records)")
     return split
 
 

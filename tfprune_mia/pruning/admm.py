@@ -47,10 +47,11 @@ class ADMMOptions(Options):
 
     def validate(self):
         if self.iterations < 1 or self.epochs < 1:
-            raise ConfigError("admm_iterations and admm_epochs must be at least 1 (e.g. 10 and 1)")
+            raise ConfigError(f"admm_iterations={self.iterations}, admm_epochs={self.epochs}: both must be at least 1 "
+                              "(e.g. 10 and 1)")
         if not (self.rho > 0 and self.rho_growth >= 1 and self.rho_max >= self.rho):
-            raise ConfigError("ADMM needs admm_rho > 0, admm_rho_growth >= 1 and admm_rho_max >= admm_rho "
-                              "(e.g. 1e-3, 1.3, 1.0)")
+            raise ConfigError(f"admm_rho={self.rho}, admm_rho_growth={self.rho_growth}, admm_rho_max={self.rho_max}: "
+                              "ADMM needs rho > 0, growth >= 1 and max >= rho (e.g. 1e-3, 1.3, 1.0)")
 
 
 @PRUNERS.register("admm")
