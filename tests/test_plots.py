@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from tfprune_mia import plots
-from tfprune_mia.attacks.metrics import tpr_at_fpr
+from tfprune_mia.audit.metrics import tpr_at_fpr
 from tfprune_mia.attacks.signals import Signals
 
 

@@ -81,7 +81,7 @@ def roc_figure(curves: Mapping[str, Tuple[np.ndarray, np.ndarray]], title: str):
     name the configuration (dataset, model, pruner, sparsity, defense, setting)."""
     from sklearn.metrics import roc_auc_score, roc_curve
 
-    from tfprune_mia.attacks.metrics import tpr_at_fpr
+    from tfprune_mia.audit.metrics import tpr_at_fpr
 
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8.5, 5.5))

@@ -21,10 +21,13 @@ from tfprune_mia.audit.divergence import divergence_report
 from tfprune_mia.audit.results import AuditResult, ExperimentResult
 from tfprune_mia.errors import CheckpointError
 from tfprune_mia.io import write_json, write_npz
+from tfprune_mia.locking import directory_lock
 from tfprune_mia.pipeline.attack_cache import AttackCache
 from tfprune_mia.pipeline.config import ExperimentConfig
 from tfprune_mia.pipeline.roles import SETTINGS, VICTIM, Setting
 from tfprune_mia.pipeline.stages import Stages
+from tfprune_mia.progress import Progress
+from tfprune_mia.summaries import log_metrics
 from tfprune_mia.versions import package_versions
 
 
@@ -44,10 +47,14 @@ def attack_setting(stages: Stages, setting: Setting) -> Tuple[AuditResult, Membe
     if missing:
         faults.point("stage.attack")
         needs_reference = any(ATTACKS.get(name).needs_reference for name in missing)
-        fresh = audit(target, stages.shadow_membership(setting), missing,
-                      stages.reference_signals(setting) if needs_reference else None, config.bootstrap_resamples,
-                      seed=derived_seed(config.seed, setting.name), attack_epochs=config.attack_epochs,
-                      on_attack=lambda i, n, name: stages.say(f"{setting.name}: attack {name} ({i + 1}/{n})"))
+        with Progress(len(missing), f"attacks on the {setting.name.replace('_', ' ')} victim") as progress:
+            def on_attack(index, total, name):
+                progress.update(index, note=name)
+            fresh = audit(target, stages.shadow_membership(setting), missing,
+                          stages.reference_signals(setting) if needs_reference else None,
+                          config.bootstrap_resamples, seed=derived_seed(config.seed, setting.name),
+                          attack_epochs=config.attack_epochs, on_attack=on_attack)
+            progress.update(len(missing))
         for name, result in fresh.attacks.items():
             if result.ran:  # a skipped attack (optional package missing) may run once the package is installed
                 cache.put(result)
@@ -88,6 +95,10 @@ def evaluate(stages: Stages, path: Path) -> ExperimentResult:
     result = ExperimentResult(result.config, result.settings, result.versions, result.split_fingerprint,
                               figures, time.time() - started, str(path))
     write_npz(path.with_suffix(".scores.npz"), **scores)
+    # One TensorBoard run per configuration: attacks compare across configurations in its scalars view.
+    log_metrics({f"{setting}/{name}/{metric}": value for setting, audit_result in audits.items()
+                 for name, attack in audit_result.ran.items() for metric, value in attack.metrics.items()},
+                config.base_dir / "tensorboard" / "attack_metrics" / config.result_key())
     faults.point("stage.report")
     write_json(path, result.to_dict())
     return result
@@ -101,16 +112,24 @@ def _figures(config: ExperimentConfig, path: Path, result: ExperimentResult,
     figures = {"divergence": plots.divergence_figure(
         {setting: (t.signals, t.is_member) for setting, t in targets.items()},
         f"{config.dataset}/{config.model}: members vs non-members")}
+    prune = config.prune
+    defense = config.defense.key if config.defense.enabled else "no defense"
     for setting, audit_result in result.settings.items():
         curves = {name: (r.scores, audit_result.is_member) for name, r in audit_result.ran.items()}
         if curves:
-            figures[f"roc_{setting}"] = plots.roc_figure(curves, f"{setting} victim")
+            figures[f"roc_{setting}"] = plots.roc_figure(
+                curves, f"{config.dataset}/{config.model} {prune.pruner} @ {prune.sparsity:g}, {defense}: "
+                        f"{setting.replace('_', ' ')} victim")
     stem = path.with_suffix("")
     return plots.save_figures(figures, stem.parent / f"{stem.name}-figures",
                               config.base_dir / "tensorboard" / f"attacks-{stem.name}")
 
 
-def run_experiment(config: ExperimentConfig, progress=None) -> ExperimentResult:
+def result_lock(path: Path):
+    return directory_lock(path.parent, name=f".{path.stem}.lock")
+
+
+def run_experiment(config: ExperimentConfig) -> ExperimentResult:
     """Run (or reuse) one configuration and return its typed result.
 
     >>> from tfprune_mia import ExperimentConfig, run_experiment
@@ -122,13 +141,16 @@ def run_experiment(config: ExperimentConfig, progress=None) -> ExperimentResult:
     0.7
     """
     path = result_path(config)
-    if path.exists():
-        logging.info("reusing %s", path)
-        return ExperimentResult.load(path)
-    return evaluate(Stages(config, progress=progress), path)
+    # A second process on the same configuration waits, then reuses the result; other configurations run on
+    # (each model stage has its own lock, so shared originals are trained once).
+    with result_lock(path):
+        if path.exists():
+            logging.info("reusing %s", path)
+            return ExperimentResult.load(path)
+        return evaluate(Stages(config), path)
 
 
-def rerun_attacks(config: ExperimentConfig, progress=None) -> ExperimentResult:
+def rerun_attacks(config: ExperimentConfig) -> ExperimentResult:
     """Re-run the attacks (and metrics, figures) on the models train_prune cached, training nothing. A result
     that already exists for this configuration is kept: the re-run goes to a new, timestamped file beside it.
     A missing model raises CheckpointError."""
@@ -137,4 +159,5 @@ def rerun_attacks(config: ExperimentConfig, progress=None) -> ExperimentResult:
     path = result_path(config)
     if path.exists():
         path = path.with_name(f"{config.result_key()}.attack-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.json")
-    return evaluate(Stages(config, require_cached=True, progress=progress), path)
+    with result_lock(path):
+        return evaluate(Stages(config, require_cached=True), path)

@@ -26,11 +26,13 @@ from tfprune_mia.data.splits import Part, Split, load_or_make_split
 from tfprune_mia.defenses import DefenseConfig, DefenseContext, make_defense
 from tfprune_mia.errors import CheckpointError
 from tfprune_mia.io import stable_hash
+from tfprune_mia.locking import directory_lock
 from tfprune_mia.models import build_model
 from tfprune_mia.pipeline import roles as roles_lib
 from tfprune_mia.pipeline.config import ExperimentConfig
 from tfprune_mia.pipeline.roles import VICTIM, Role, Setting
 from tfprune_mia.pipeline.store import ModelStore
+from tfprune_mia.progress import Progress
 from tfprune_mia.pruning import PruneConfig, prune_and_finetune_detailed
 from tfprune_mia.pruning.export import footprint
 from tfprune_mia.pruning.sparsity import sparsity_report
@@ -52,10 +54,9 @@ class Stages:
     """The stages of `config`, computed on demand and cached; `require_cached` (the `attack` binary) turns any
     training into a one-line error instead."""
 
-    def __init__(self, config: ExperimentConfig, require_cached: bool = False, progress=None):
+    def __init__(self, config: ExperimentConfig, require_cached: bool = False):
         self.config = config
         self.require_cached = require_cached
-        self.progress = progress
         self._dataset: Optional[Dataset] = None
         self._split: Optional[Split] = None
 
@@ -128,10 +129,12 @@ class Stages:
         if self.require_cached:
             raise CheckpointError(f"no cached {role} model at {store.directory}; run train_prune first with the "
                                   "same flags (it trains and caches every model the attacks need)")
-        if spec.prune is None:
-            self._train_original(spec, store)
-        else:
-            self._prune(spec, store)
+        with directory_lock(store.directory):  # a concurrent run training the same model: wait, then reuse it
+            if not store.exists():
+                if spec.prune is None:
+                    self._train_original(spec, store)
+                else:
+                    self._prune(spec, store)
         return store
 
     def _accuracies(self, net: keras.Model, part: Part) -> Dict[str, float]:
@@ -192,10 +195,7 @@ class Stages:
                           meta.get("defense"))
 
     def say(self, message: str) -> None:
-        if self.progress is not None:
-            self.progress(message)
-        else:
-            logging.info("%s", message)
+        logging.info("%s", message)
 
     # -- signals ----------------------------------------------------------------------------------------
     def _signals_path(self, store: ModelStore, subset: str) -> Path:
@@ -254,10 +254,16 @@ class Stages:
         return ReferenceSignals(tuple(models), np.stack(is_in), population_target, tuple(population))
 
     def build_models(self, settings: Sequence[Setting]) -> None:
-        """Train every model the settings attack, originals first (they are shared)."""
-        for setting in [roles_lib.SETTINGS["original"]] + [s for s in settings if s.pruned]:
-            for role in self.all_roles():
+        """Train every model the settings attack, originals first (they are shared), with progress and ETA."""
+        plan = [(role, setting) for setting in [roles_lib.SETTINGS["original"]] + [s for s in settings if s.pruned]
+                for role in self.all_roles()]
+        todo = [(role, setting) for role, setting in plan if not self.store(self.spec(role, setting)).exists()]
+        with Progress(len(todo), "models") as progress:
+            for role, setting in todo:
+                progress.start(f"{'pruning' if setting.pruned else 'training'} {role}"
+                               + (f" ({setting.name.replace('_', ' ')})" if setting.adaptive else ""))
                 self.model(role, setting)
+                progress.step()
 
 
 def subsample(dataset: Dataset, max_samples: int, seed: int) -> Dataset:
