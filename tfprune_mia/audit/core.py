@@ -48,7 +48,7 @@ def run_attack(name: str, target: MembershipSet, shadow: Optional[MembershipSet]
     try:
         attack.fit(shadow, reference)
     except OptionalDependencyError as err:
-        logging.info("attack %s skipped: %s", name, err)
+        logging.debug("attack %s skipped: %s", name, err)
         return AttackResult(name, skipped=str(err))
     scores = np.asarray(attack.score(target.signals, reference), np.float64)
     threshold = attack.decision_threshold

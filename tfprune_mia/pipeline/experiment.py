@@ -145,7 +145,7 @@ def run_experiment(config: ExperimentConfig) -> ExperimentResult:
     # (each model stage has its own lock, so shared originals are trained once).
     with result_lock(path):
         if path.exists():
-            logging.info("reusing %s", path)
+            logging.debug("reusing %s", path)
             return ExperimentResult.load(path)
         return evaluate(Stages(config), path)
 

@@ -172,7 +172,7 @@ class Stages:
         defense_record = {"key": spec.defense.key, "config": spec.defense.relevant(),
                           **defender.summary(context, fit)}
         if "epsilon" in defense_record:
-            logging.info("%s: DP fine-tuning epsilon = %.3f at delta = %.3g", spec.role, defense_record["epsilon"],
+            logging.debug("%s: DP fine-tuning epsilon = %.3f at delta = %.3g", spec.role, defense_record["epsilon"],
                          defense_record["delta"])
         # Pruning works in place on `original`: reload it as the reference for removed weights and footprint.
         reference = self.model(spec.role, roles_lib.SETTINGS["original"]).load()
@@ -195,7 +195,8 @@ class Stages:
                           meta.get("defense"))
 
     def say(self, message: str) -> None:
-        logging.info("%s", message)
+        # The progress line already shows the stage; the log keeps it for --verbosity=1 and log files.
+        logging.debug("%s", message)
 
     # -- signals ----------------------------------------------------------------------------------------
     def _signals_path(self, store: ModelStore, subset: str) -> Path:
