@@ -12,9 +12,7 @@ of a bare compiled loop over the same batches without dev pass, checkpoints or l
 """
 from __future__ import annotations
 
-import importlib.util
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,6 +21,8 @@ from pathlib import Path
 import numpy as np
 from absl import app, flags
 
+from baseline import load_module_at
+
 flags.DEFINE_string("baseline", "d33c2e8", "Commit whose tfprune_mia/training.py is the 'before' code.")
 flags.DEFINE_integer("epochs", 40, "Epochs per fit (patience larger, so every epoch runs).")
 flags.DEFINE_integer("train", 400, "Training samples.")
@@ -30,19 +30,8 @@ flags.DEFINE_integer("dev", 200, "Dev samples.")
 flags.DEFINE_string("model", "columnfc", "Architecture.")
 FLAGS = flags.FLAGS
 
-REPO = Path(__file__).resolve().parents[1]
-
-
 def load_baseline(commit: str, directory: Path):
-    source = subprocess.run(["git", "-C", str(REPO), "show", f"{commit}:tfprune_mia/training.py"],
-                            check=True, capture_output=True, text=True).stdout
-    path = directory / "baseline_training.py"  # a real file: autograph reads the source of what it converts
-    path.write_text(source)
-    spec = importlib.util.spec_from_file_location("baseline_training", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_module_at(commit, "tfprune_mia/training.py", directory, "baseline_training")
 
 
 def time_fit(module, train, dev, input_shape, num_classes, work_dir):
