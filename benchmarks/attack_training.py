@@ -23,17 +23,29 @@ flags.DEFINE_integer("samples", 9000, "Shadow member/non-member samples the atta
 flags.DEFINE_integer("classes", 10, "Classes of the victim (SAMIA has one token per class).")
 flags.DEFINE_integer("epochs", 3, "Timed epochs per path (after one untimed-setup epoch).")
 flags.DEFINE_list("attacks", ["samia", "nn"], "Neural attacks to time.")
+flags.DEFINE_bool("breakdown", True, "Also time the compiled loop with dropout off, to show what the dropout "
+                  "masks' random numbers cost (the recipe keeps dropout; this is only a measurement).")
 FLAGS = flags.FLAGS
 
 
 def keras_fit_path(model, features, is_member, context):
-    """The attack training as it was before the compiled loop: Keras fit over a shuffling tf.data pipeline."""
+    """The attack training as it was before the compiled loop: Keras fit over a shuffling tf.data pipeline,
+    with the momentum update written out op by op (as TorchSGD did before it used the fused kernel)."""
     from tfprune_mia.attacks.neural import MOMENTUM, WEIGHT_DECAY, TorchSGD, step_schedule
+    from tfprune_mia.backend import tf
     from tfprune_mia.training import TrainingModel, make_dataset
+
+    class UnfusedTorchSGD(TorchSGD):
+        def update_step(self, gradient, variable):
+            lr = tf.cast(self.learning_rate, variable.dtype)
+            momentum = tf.cast(self.momentum, variable.dtype)
+            velocity = self.momentums[self._index_dict[self._var_key(variable)]]
+            velocity.assign(momentum * velocity + tf.convert_to_tensor(gradient))
+            variable.assign_sub(lr * velocity)
 
     steps_per_epoch = int(np.ceil(len(is_member) / context.batch_size))
     trainer = TrainingModel(model, weight_decay=WEIGHT_DECAY)
-    trainer.compile(optimizer=TorchSGD(step_schedule(context.epochs, steps_per_epoch), momentum=MOMENTUM))
+    trainer.compile(optimizer=UnfusedTorchSGD(step_schedule(context.epochs, steps_per_epoch), momentum=MOMENTUM))
     trainer.fit(make_dataset(features.astype(np.float32), is_member.astype(np.int64), context.batch_size,
                              shuffle_seed=context.seed),
                 epochs=context.epochs, verbose=0)
@@ -98,7 +110,17 @@ def matmul_peak_gflops(size=1024, repeats=20):
     return repeats * 2 * size ** 3 / (time.process_time() - started) / 1e9
 
 
-def per_epoch_cpu_s(path, attack_name, features, is_member):
+def without_dropout(model):
+    """The same architecture with every dropout rate 0 (MultiHeadAttention's included)."""
+    from tfprune_mia.attacks.samia import build_samia
+    from tfprune_mia.attacks.neural import build_miafc
+
+    if model.name == "samia":
+        return build_samia(FLAGS.classes, num_chunks=model.input_shape[-1] // FLAGS.classes, dropout=0.0)
+    return build_miafc(model.input_shape[-1], dropout=0.0)
+
+
+def per_epoch_cpu_s(path, attack_name, features, is_member, transform=None):
     from tfprune_mia.attacks import AttackContext, make_attack
     from tfprune_mia.backend import set_seed
 
@@ -106,6 +128,8 @@ def per_epoch_cpu_s(path, attack_name, features, is_member):
     for epochs in (1, 1 + FLAGS.epochs):
         set_seed(0)
         model = make_attack(attack_name).build(features.shape[1], FLAGS.classes)
+        if transform is not None:
+            model = transform(model)
         started = time.process_time()
         path(model, features, is_member, AttackContext(seed=0, epochs=epochs))
         costs.append(time.process_time() - started)
@@ -139,6 +163,10 @@ def main(argv):
             gflops = flops / cost / 1e9
             print(f"{name:8s} {label:10s} {cost:12.3f} {gflops:8.2f} {100 * gflops / peak:6.1f}%", flush=True)
         print(f"{name:8s} speed-up per epoch: {results['keras_fit'] / results['compiled']:.2f}x")
+        if FLAGS.breakdown and name in ("samia", "nn"):
+            cost, _ = per_epoch_cpu_s(compiled_path, name, features, is_member, transform=without_dropout)
+            print(f"{name:8s} compiled, dropout off: {cost:.3f} CPU-s/epoch -> dropout's random masks are "
+                  f"{100 * (1 - cost / results['compiled']):.0f}% of the compiled epoch")
     print(f"load average at end: {os.getloadavg()}")
 
 

@@ -117,10 +117,15 @@ class TrainingModel(keras.Model):
     def metrics(self):
         return [self.loss_tracker, self.accuracy_tracker]
 
+    def batch_loss(self, y, logits):
+        """The classification loss's batch mean. Computed from the per-example losses: a Keras loss called with
+        its default reduction refuses to run under a tf.distribute strategy outside compile()."""
+        return tf.reduce_mean(self.classification_loss.call(y, logits))
+
     def compute_training_loss(self, x, y, logits, per_example: bool = False):
         # per_example: a [batch] vector, for DP-SGD's per-example clipping. A batch-level term would be added to
         # every element and couple the examples, so the DP hook refuses other data-dependent terms.
-        loss = self.classification_loss.call(y, logits) if per_example else self.classification_loss(y, logits)
+        loss = self.classification_loss.call(y, logits) if per_example else self.batch_loss(y, logits)
         for term in self.loss_terms:
             loss = loss + term(x, y, logits)
         if self.net.losses:
@@ -133,16 +138,24 @@ class TrainingModel(keras.Model):
             hook.before_step(x, y)
         variables = self.net.trainable_variables
         per_example = self.gradient_hook is not None
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        if per_example and replicas > 1:
+            raise ConfigError("a training hook that computes its own gradients (DP-SGD) does not run under a "
+                              "multi-replica tf.distribute strategy; train it without --distribution")
         with tf.GradientTape() as tape:
             logits = self.net(x, training=True)
             loss = self.compute_training_loss(x, y, logits, per_example=per_example)
+            # Under a strategy the optimiser sums the replicas' gradients, so each replica contributes its
+            # share of the global-batch mean (and of the weight decay below); 1 replica: unchanged.
+            replica_loss = loss / replicas if replicas > 1 else loss
         if per_example:
             gradients = self.gradient_hook.compute_gradients(tape, loss, variables)
             loss = tf.reduce_mean(loss)
         else:
-            gradients = tape.gradient(loss, variables)
+            gradients = tape.gradient(replica_loss, variables)
         if self.weight_decay:
-            gradients = [g + self.weight_decay * v if g is not None else g for g, v in zip(gradients, variables)]
+            decay = self.weight_decay / replicas
+            gradients = [g + decay * v if g is not None else g for g, v in zip(gradients, variables)]
         self.optimizer.apply_gradients(zip(gradients, variables))
         self.apply_masks()
         self.loss_tracker.update_state(loss)
@@ -152,13 +165,25 @@ class TrainingModel(keras.Model):
     def test_step(self, data):
         x, y = data
         logits = self.net(x, training=False)
-        self.loss_tracker.update_state(self.classification_loss(y, logits))
+        self.loss_tracker.update_state(self.batch_loss(y, logits))
         self.accuracy_tracker.update_state(y, logits)
         return {m.name: m.result() for m in self.metrics}
 
     def apply_masks(self):
+        if not self.mask_pairs:
+            return
+        context = tf.distribute.get_replica_context()
+        if tf.distribute.has_strategy() and context is not None:
+            # A mirrored variable cannot be assigned per replica; every replica holds the same weights and
+            # masks, so apply them once for all replicas.
+            context.merge_call(lambda strategy: self._apply_masks_across(strategy))
+        else:
+            for variable, mask in self.mask_pairs:
+                variable.assign(variable * tf.cast(mask, variable.dtype))
+
+    def _apply_masks_across(self, strategy: tf.distribute.Strategy) -> None:
         for variable, mask in self.mask_pairs:
-            variable.assign(variable * tf.cast(mask, variable.dtype))
+            strategy.extended.update(variable, lambda v, m: v.assign(v * tf.cast(m, v.dtype)), args=(mask,))
 
 
 def make_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle_seed: Optional[int] = None):
@@ -201,7 +226,7 @@ def dev_metrics(model: TrainingModel, x: tf.Tensor, y: tf.Tensor, batch_size: in
     for start in tf.range(0, size, batch_size):
         xb, yb = x[start:start + batch_size], y[start:start + batch_size]
         logits = model.net(xb, training=False)
-        loss_sum += tf.cast(model.classification_loss(yb, logits), tf.float32)
+        loss_sum += tf.cast(model.batch_loss(yb, logits), tf.float32)
         batches += 1.0
         predicted = tf.argmax(logits, axis=-1, output_type=yb.dtype)
         correct += tf.reduce_sum(tf.cast(tf.equal(predicted, yb), tf.float32))
@@ -239,6 +264,8 @@ class CompiledEpochs:
         self._epoch = tf.function(self._run_epoch)
 
     def _run_epoch(self, epoch):
+        for metric in self.trainer.metrics:  # in the graph: eager resets cost more than a tiny epoch's dev pass
+            metric.reset_state()
         order = pass_order(self.num_samples, self.seed, epoch)
         steps = -(-self.num_samples // self.batch_size)
         for step in tf.range(steps):
@@ -247,14 +274,13 @@ class CompiledEpochs:
         logs = {metric.name: metric.result() for metric in self.trainer.metrics}
         if self.dev is not None:
             logs["val_loss"], logs["val_accuracy"] = dev_metrics(self.trainer, *self.dev, self.dev_batch_size)
-        return logs
+        self._names = list(logs)
+        return tf.stack([tf.cast(value, tf.float32) for value in logs.values()])  # one transfer, not one per value
 
     def run_epoch(self, epoch: int) -> dict:
         """Train epoch `epoch` (0-based); return its mean training metrics (and val_loss/val_accuracy)."""
-        for metric in self.trainer.metrics:
-            metric.reset_state()
-        logs = self._epoch(tf.constant(epoch, tf.int64))
-        return {name: float(value) for name, value in logs.items()}
+        values = self._epoch(tf.constant(epoch, tf.int64)).numpy()
+        return {name: float(value) for name, value in zip(self._names, values)}
 
 
 class DevEvaluation(keras.callbacks.Callback):
@@ -346,6 +372,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
         self.diverged_at: Optional[int] = None
         self._manager: Optional[tf.train.CheckpointManager] = None
         self._best_weights: Optional[tf.Module] = None
+        self._best_values: Optional[List[np.ndarray]] = None
         self._last_save: Optional[float] = None
 
     @property
@@ -363,9 +390,14 @@ class EpochCheckpoint(keras.callbacks.Callback):
         return self._best_weights
 
     def _copy_to_best(self) -> None:
-        # Eager assigns: a tf.function would be traced anew for every trained model, costing more than it saves.
-        for best, weight in zip(self._best().values, self.model.net.weights):
-            best.assign(weight)
+        # A host copy (one read per variable); the checkpoint variables are only filled when a checkpoint is
+        # written, since on a tiny model an assign per variable per improvement is a visible part of the epoch.
+        self._best_values = self.model.net.get_weights()
+
+    def _best_to_variables(self) -> None:
+        if self._best_values is not None:
+            for best, value in zip(self._best().values, self._best_values):
+                best.assign(value)
 
     def _checkpoint_manager(self) -> tf.train.CheckpointManager:
         if self._manager is None:
@@ -386,7 +418,9 @@ class EpochCheckpoint(keras.callbacks.Callback):
             # Relative to this directory, so a copied or moved run directory restores its own checkpoint.
             path = self.directory / state["checkpoint"]
             self._checkpoint_manager().checkpoint.restore(str(path)).expect_partial()
-            if not state.get("best_in_checkpoint"):
+            if state.get("best_in_checkpoint"):
+                self._best_values = [best.numpy() for best in self._best().values]
+            else:
                 self._load_best_from_h5()  # a checkpoint written before the best weights moved into it
         except (OSError, ValueError, KeyError, TypeError, tf.errors.OpError) as err:
             reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
@@ -400,8 +434,10 @@ class EpochCheckpoint(keras.callbacks.Callback):
         self.model.net.load_weights(str(self.best_path))
         self._copy_to_best()
         self.model.net.set_weights(current)
+        self._best_to_variables()
 
     def _save(self, epoch: int) -> None:
+        self._best_to_variables()
         path = self._checkpoint_manager().save(checkpoint_number=epoch)
         faults.point("train.checkpoint")
         write_json(self.state_path, {"epoch": epoch, "best": self.best, "best_epoch": self.best_epoch,
@@ -438,9 +474,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
         """Load the best weights into the net and keep them in best_weights.h5."""
         if self.best_epoch < 0:
             return
-        net_weights = self.model.net.weights
-        for weight, best in zip(net_weights, self._best().values):
-            weight.assign(best)
+        self.model.net.set_weights(self._best_values)
         with atomic_path(self.best_path) as tmp:
             self.model.net.save_weights(str(tmp))
 
@@ -507,9 +541,10 @@ def fit_classifier(net: keras.Model, train: Tuple[np.ndarray, np.ndarray], dev: 
     steps = min(hook_steps) if hook_steps else -(-len(train[1]) // config.batch_size)
     # A whole epoch (with its dev pass) per compiled call, unless something must run between steps: Keras
     # callbacks (tfmot's UpdatePruningStep sets the pruning step before every batch) or training hooks
-    # (which may create variables in their first step, which a graph loop cannot). Both paths train on the
-    # same batches (pass_order) with the same train_step.
-    per_step = bool(callbacks) or bool(model.hooks)
+    # (which may create variables in their first step, which a graph loop cannot); under a tf.distribute
+    # strategy Keras fit splits each batch across the replicas. Both paths train on the same batches
+    # (pass_order) with the same train_step.
+    per_step = bool(callbacks) or bool(model.hooks) or tf.distribute.has_strategy()
     model.compile(optimizer=optimizer)
     checkpoint = EpochCheckpoint(work_dir / "checkpoints", config.patience, every_s=checkpoint_every_s)
     checkpoint.set_model(model)
