@@ -253,9 +253,15 @@ class StackedModels:
         for slot in self.slots:
             slot.stacked.set_weights(slot.stack([member[slot.name] for member in members]))
 
-    def member_weights(self, k: int) -> Dict[str, List[np.ndarray]]:
-        """Model k's weights, layer name -> the layer's weight list in the original architecture."""
-        return {slot.name: slot.unstack(slot.stacked.get_weights(), k) for slot in self.slots}
+    def stacked_weights(self) -> Dict[str, List[np.ndarray]]:
+        return {slot.name: slot.stacked.get_weights() for slot in self.slots}
+
+    def member_weights(self, k: int, stacked: Optional[Dict[str, List[np.ndarray]]] = None
+                       ) -> Dict[str, List[np.ndarray]]:
+        """Model k's weights, layer name -> the layer's weight list in the original architecture (taken from
+        `stacked`, a stacked_weights() read, when given: one read serves several models)."""
+        stacked = stacked or self.stacked_weights()
+        return {slot.name: slot.unstack(stacked[slot.name], k) for slot in self.slots}
 
     def extract(self, k: int, weights: Optional[Dict[str, List[np.ndarray]]] = None) -> keras.Model:
         """Model k with its current weights (or `weights`) as an ordinary Keras model of the original
@@ -430,8 +436,9 @@ def _train_stack(architecture: str, input_shape, num_classes: int, jobs: Sequenc
             if wait[k] >= config.patience:
                 stopped_at[k] = epoch
         if improved:
+            current = stacked.stacked_weights()
             for k in improved:
-                best_weights[k] = stacked.member_weights(k)
+                best_weights[k] = stacked.member_weights(k, current)
         if verbose:
             logging.info("batched epoch %d/%d: dev accuracy %s", epoch + 1, config.epochs,
                          " ".join(f"{a:.3f}" for a in logs["val_accuracy"]))
