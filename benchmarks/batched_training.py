@@ -95,7 +95,8 @@ def main(argv):
             one_by_one(training, architecture, data, jobs[:1], tmp / f"{architecture}-warmup")
             cpu_by_way = {}
             for label, way in ways:
-                accuracies, cpu, wall = timed(way, architecture, tmp / f"{architecture}-{label.split()[0]}-{len(cpu_by_way)}")
+                work_dir = tmp / f"{architecture}-{len(cpu_by_way)}"
+                accuracies, cpu, wall = timed(way, architecture, work_dir)
                 cpu_by_way[label] = cpu
                 print(f"{architecture:10s} {label:26s} {cpu:7.1f} {wall:7.1f} {60 * FLAGS.k / cpu:15.1f} "
                       f"{np.mean(accuracies):13.3f}", flush=True)

@@ -6,9 +6,10 @@ dev set of 200, before (the training module of a baseline commit, loaded from gi
 
 Epoch cost is the median CPU time (and wall time) between consecutive epoch ends inside one fit_classifier
 call (the first two epochs, which trace graphs, left out); the training steps' own cost is the median epoch
-of a bare compiled loop over the same batches without dev pass, checkpoints or logs. Overhead is
-(epoch - steps) / epoch. One intra-op and one inter-op thread; checkpoints go to a temporary directory
-(with the fsyncs the library does). Total CPU per fit (tracing and set-up included) is printed too.
+of a bare compiled loop over the same batches without dev pass, checkpoints or logs (and, for the breakdown,
+the same loop with the dev pass). Overhead is (epoch - steps) / epoch. One intra-op and one inter-op thread;
+checkpoints go to a temporary directory (with the fsyncs the library does). Total CPU per fit (tracing and
+set-up included) is printed too.
 """
 from __future__ import annotations
 
@@ -59,7 +60,7 @@ def time_fit(module, train, dev, input_shape, num_classes, work_dir):
     return float(np.median(steps[:, 0])), float(np.median(steps[:, 1])), total
 
 
-def time_steps(train, input_shape, num_classes):
+def time_steps(train, input_shape, num_classes, dev=None):
     from tfprune_mia import training
     from tfprune_mia.backend import keras, set_seed
     from tfprune_mia.models import build_model
@@ -68,7 +69,7 @@ def time_steps(train, input_shape, num_classes):
     net = build_model(FLAGS.model, input_shape, num_classes)
     trainer = training.TrainingModel(net, 5e-4)
     trainer.compile(optimizer=keras.optimizers.Adam(1e-3, epsilon=1e-8))
-    loop = training.CompiledEpochs(trainer, train, 128, seed=0)
+    loop = training.CompiledEpochs(trainer, train, 128, seed=0, dev=dev)
     costs = []
     for epoch in range(FLAGS.epochs):
         started = time.process_time(), time.perf_counter()
@@ -99,6 +100,8 @@ def main(argv):
         steps_cpu, steps_wall = time_steps(train, data.input_shape, data.num_classes)
         print(f"{FLAGS.model}, {FLAGS.train} samples, batch 128: training steps alone {1000 * steps_cpu:.2f} "
               f"CPU-ms ({1000 * steps_wall:.2f} ms wall) per epoch")
+        dev_cpu, dev_wall = time_steps(train, data.input_shape, data.num_classes, dev=dev)
+        print(f"  with the dev pass in the same call: {1000 * dev_cpu:.2f} CPU-ms ({1000 * dev_wall:.2f} ms wall)")
         print(f"{'code':22s} {'CPU-ms/epoch':>13s} {'wall-ms/epoch':>14s} {'overhead(CPU)':>14s} "
               f"{'overhead(wall)':>15s} {'CPU-s/fit':>10s}")
         for label, module in ((f"before ({FLAGS.baseline})", baseline), ("now", training)):
