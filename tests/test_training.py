@@ -96,3 +96,44 @@ def test_nan_loss_in_the_first_epoch_says_nothing_was_kept(digits, tmp_path):
 def test_bad_train_config_is_refused(field, value):
     with pytest.raises(ConfigError, match=field):
         TrainConfig(**{field: value})
+
+
+def test_compiled_epochs_train_exactly_as_keras_fit_on_the_same_batches(digits, tmp_path):
+    # A callback forces the per-step Keras fit path; without one the epoch runs as one compiled call.
+    # Both must see the same batches (pass_order) and take the same steps.
+    nets = []
+    for path, callbacks in (("compiled", ()), ("keras", (tf.keras.callbacks.Callback(),))):
+        set_seed(7)
+        net = build_model("columnfc", (8, 8, 1), 10)
+        fit = fit_classifier(net, *digits, TrainConfig(epochs=3, batch_size=64, patience=10), tmp_path / path,
+                             seed=7, callbacks=callbacks)
+        nets.append((net, fit))
+    (compiled, compiled_fit), (keras_net, keras_fit) = nets
+    for a, b in zip(compiled.get_weights(), keras_net.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert compiled_fit.history.keys() == keras_fit.history.keys() >= {"loss", "accuracy", "val_loss", "val_accuracy"}
+    np.testing.assert_allclose(compiled_fit.history["val_accuracy"], keras_fit.history["val_accuracy"])
+    np.testing.assert_allclose(compiled_fit.history["loss"], keras_fit.history["loss"], rtol=1e-5)
+
+
+def test_checkpoints_by_time_and_resume_ends_as_an_uninterrupted_run(digits, tmp_path):
+    # small_cnn: no dropout, whose stateful RNG would differ between a resumed and an uninterrupted process.
+    config = TrainConfig(epochs=4, batch_size=64, patience=10)
+    set_seed(8)
+    uninterrupted = build_model("small_cnn", (8, 8, 1), 10)
+    initial = uninterrupted.get_weights()
+    fit_classifier(uninterrupted, *digits, config, tmp_path / "whole", seed=8, checkpoint_every_s=3600)
+    # With an hour between checkpoints only the first and the last epoch are checkpointed.
+    names = sorted(p.name for p in (tmp_path / "whole" / "checkpoints" / "last").glob("ckpt-*.index"))
+    assert names == ["ckpt-0.index", "ckpt-3.index"]
+    assert list((tmp_path / "whole" / "tensorboard" / "validation").glob("events.out.tfevents*"))
+
+    interrupted = build_model("small_cnn", (8, 8, 1), 10)
+    interrupted.set_weights(initial)
+    fit_classifier(interrupted, *digits, TrainConfig(epochs=2, batch_size=64, patience=10), tmp_path / "parts",
+                   seed=8, checkpoint_every_s=3600)
+    resumed = build_model("small_cnn", (8, 8, 1), 10)
+    fit = fit_classifier(resumed, *digits, config, tmp_path / "parts", seed=8, checkpoint_every_s=3600)
+    assert fit.epochs_run == 2 and fit.epochs_completed == 4
+    for a, b in zip(resumed.get_weights(), uninterrupted.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)

@@ -8,6 +8,7 @@ import dataclasses
 import json
 import math
 import os
+import time
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence, Tuple
 
@@ -116,10 +117,15 @@ class TrainingModel(keras.Model):
     def metrics(self):
         return [self.loss_tracker, self.accuracy_tracker]
 
+    def batch_loss(self, y, logits):
+        """The classification loss's batch mean. Computed from the per-example losses: a Keras loss called with
+        its default reduction refuses to run under a tf.distribute strategy outside compile()."""
+        return tf.reduce_mean(self.classification_loss.call(y, logits))
+
     def compute_training_loss(self, x, y, logits, per_example: bool = False):
         # per_example: a [batch] vector, for DP-SGD's per-example clipping. A batch-level term would be added to
         # every element and couple the examples, so the DP hook refuses other data-dependent terms.
-        loss = self.classification_loss.call(y, logits) if per_example else self.classification_loss(y, logits)
+        loss = self.classification_loss.call(y, logits) if per_example else self.batch_loss(y, logits)
         for term in self.loss_terms:
             loss = loss + term(x, y, logits)
         if self.net.losses:
@@ -132,16 +138,24 @@ class TrainingModel(keras.Model):
             hook.before_step(x, y)
         variables = self.net.trainable_variables
         per_example = self.gradient_hook is not None
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        if per_example and replicas > 1:
+            raise ConfigError("a training hook that computes its own gradients (DP-SGD) does not run under a "
+                              "multi-replica tf.distribute strategy; train it without --distribution")
         with tf.GradientTape() as tape:
             logits = self.net(x, training=True)
             loss = self.compute_training_loss(x, y, logits, per_example=per_example)
+            # Under a strategy the optimiser sums the replicas' gradients, so each replica contributes its
+            # share of the global-batch mean (and of the weight decay below); 1 replica: unchanged.
+            replica_loss = loss / replicas if replicas > 1 else loss
         if per_example:
             gradients = self.gradient_hook.compute_gradients(tape, loss, variables)
             loss = tf.reduce_mean(loss)
         else:
-            gradients = tape.gradient(loss, variables)
+            gradients = tape.gradient(replica_loss, variables)
         if self.weight_decay:
-            gradients = [g + self.weight_decay * v if g is not None else g for g, v in zip(gradients, variables)]
+            decay = self.weight_decay / replicas
+            gradients = [g + decay * v if g is not None else g for g, v in zip(gradients, variables)]
         self.optimizer.apply_gradients(zip(gradients, variables))
         self.apply_masks()
         self.loss_tracker.update_state(loss)
@@ -151,13 +165,25 @@ class TrainingModel(keras.Model):
     def test_step(self, data):
         x, y = data
         logits = self.net(x, training=False)
-        self.loss_tracker.update_state(self.classification_loss(y, logits))
+        self.loss_tracker.update_state(self.batch_loss(y, logits))
         self.accuracy_tracker.update_state(y, logits)
         return {m.name: m.result() for m in self.metrics}
 
     def apply_masks(self):
+        if not self.mask_pairs:
+            return
+        context = tf.distribute.get_replica_context()
+        if tf.distribute.has_strategy() and context is not None:
+            # A mirrored variable cannot be assigned per replica; every replica holds the same weights and
+            # masks, so apply them once for all replicas.
+            context.merge_call(lambda strategy: self._apply_masks_across(strategy))
+        else:
+            for variable, mask in self.mask_pairs:
+                variable.assign(variable * tf.cast(mask, variable.dtype))
+
+    def _apply_masks_across(self, strategy: tf.distribute.Strategy) -> None:
         for variable, mask in self.mask_pairs:
-            variable.assign(variable * tf.cast(mask, variable.dtype))
+            strategy.extended.update(variable, lambda v, m: v.assign(v * tf.cast(m, v.dtype)), args=(mask,))
 
 
 def make_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle_seed: Optional[int] = None):
@@ -176,35 +202,178 @@ def epoch_stream(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, start
     """
     per_pass = -(-len(y) // batch_size)
     xs, ys = tf.constant(x), tf.constant(y)
-    seed = tf.constant(int(seed), tf.int64)
 
     def one_pass(index):
-        order = tf.argsort(tf.random.stateless_uniform([len(y)], seed=tf.stack([seed, index])))
-        return tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+        return tf.data.Dataset.from_tensor_slices(pass_order(len(y), seed, index)).batch(batch_size)
 
     batches = tf.data.Dataset.counter(start_batch // per_pass).flat_map(one_pass).skip(start_batch % per_pass)
     return batches.map(lambda index: (tf.gather(xs, index), tf.gather(ys, index)),
                        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
 
 
+def pass_order(num_samples: int, seed, index) -> tf.Tensor:
+    """The sample order of pass `index` over the training set, a function of (seed, index) alone, so a
+    resumed process and an uninterrupted one see the same batches (works eagerly and inside a graph)."""
+    key = tf.stack([tf.cast(seed, tf.int64), tf.cast(index, tf.int64)])
+    return tf.argsort(tf.random.stateless_uniform([num_samples], seed=key))
+
+
+def dev_metrics(model: TrainingModel, x: tf.Tensor, y: tf.Tensor, batch_size: int) -> Tuple[tf.Tensor, tf.Tensor]:
+    """(loss, accuracy) of the net on a dev set held as tensors, for use inside a tf.function: the loss an
+    unweighted mean of batch means (as Keras' validation loss), the accuracy over all samples."""
+    size = tf.shape(y)[0]
+    loss_sum, correct, batches = tf.constant(0.0), tf.constant(0.0), tf.constant(0.0)
+    for start in tf.range(0, size, batch_size):
+        xb, yb = x[start:start + batch_size], y[start:start + batch_size]
+        logits = model.net(xb, training=False)
+        loss_sum += tf.cast(model.batch_loss(yb, logits), tf.float32)
+        batches += 1.0
+        predicted = tf.argmax(logits, axis=-1, output_type=yb.dtype)
+        correct += tf.reduce_sum(tf.cast(tf.equal(predicted, yb), tf.float32))
+    return loss_sum / batches, correct / tf.cast(size, tf.float32)
+
+
+class CompiledEpochs:
+    """Whole training epochs of a TrainingModel inside one tf.function call, optionally with the dev pass.
+
+    Keras `fit` pays Python, iterator and callback dispatch on every step and a separately set-up validation
+    loop every epoch; for small models that is most of the epoch (a 400-sample ColumnFC epoch is 4 steps).
+    Here the data are resident tensors, epoch e visits them in pass_order(n, seed, e) -- the batches
+    `epoch_stream` yields for that epoch -- and the step loop is a graph loop, so one epoch is one call. The
+    step itself is `TrainingModel.train_step` (same loss, weight decay, masks, optimiser), so the recipe is
+    the one `fit` runs.
+    """
+
+    def __init__(self, trainer: TrainingModel, train: Tuple[np.ndarray, np.ndarray], batch_size: int, seed: int,
+                 dev: Optional[Tuple[np.ndarray, np.ndarray]] = None, dev_batch_size: int = 512):
+        if batch_size < 1:
+            raise ConfigError(f"batch_size={batch_size}: must be at least 1")
+        self.trainer = trainer
+        self.x, self.y = tf.constant(train[0]), tf.constant(train[1])
+        self.num_samples = len(train[1])
+        self.batch_size = int(batch_size)
+        self.seed = int(seed)
+        self.dev = None if dev is None else (tf.constant(dev[0]), tf.constant(dev[1]))
+        self.dev_batch_size = int(dev_batch_size)
+        # Variables (optimiser slots) cannot be created inside the graph loop, so build them now.
+        optimizer = trainer.optimizer
+        if isinstance(optimizer, keras.optimizers.legacy.Optimizer):
+            optimizer._create_all_weights(trainer.net.trainable_variables)
+        else:
+            optimizer.build(trainer.net.trainable_variables)
+        self._epoch = tf.function(self._run_epoch)
+
+    def _run_epoch(self, epoch):
+        for metric in self.trainer.metrics:  # in the graph: eager resets cost more than a tiny epoch's dev pass
+            metric.reset_state()
+        order = pass_order(self.num_samples, self.seed, epoch)
+        steps = -(-self.num_samples // self.batch_size)
+        for step in tf.range(steps):
+            index = order[step * self.batch_size:(step + 1) * self.batch_size]
+            self.trainer.train_step((tf.gather(self.x, index), tf.gather(self.y, index)))
+        logs = {metric.name: metric.result() for metric in self.trainer.metrics}
+        if self.dev is not None:
+            logs["val_loss"], logs["val_accuracy"] = dev_metrics(self.trainer, *self.dev, self.dev_batch_size)
+        self._names = list(logs)
+        return tf.stack([tf.cast(value, tf.float32) for value in logs.values()])  # one transfer, not one per value
+
+    def run_epoch(self, epoch: int) -> dict:
+        """Train epoch `epoch` (0-based); return its mean training metrics (and val_loss/val_accuracy)."""
+        values = self._epoch(tf.constant(epoch, tf.int64)).numpy()
+        return {name: float(value) for name, value in zip(self._names, values)}
+
+
+class DevEvaluation(keras.callbacks.Callback):
+    """Adds val_loss / val_accuracy of the dev set to each epoch's logs, for the callbacks after it.
+
+    Keras' own validation pass (`validation_data=`) sets up an evaluation loop with its own callbacks and
+    iterator every epoch; on a 400-sample epoch that costs more than the epoch's training. Here the dev set is
+    one resident tensor and the pass is one compiled call. Must come before the callbacks that read val_*.
+    """
+
+    def __init__(self, dev: Tuple[np.ndarray, np.ndarray], batch_size: int):
+        super().__init__()
+        self.x, self.y = tf.constant(dev[0]), tf.constant(dev[1])
+        self.batch_size = int(batch_size)
+        self._evaluate = tf.function(self._run)
+
+    def _run(self):
+        return dev_metrics(self.model, self.x, self.y, self.batch_size)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        loss, accuracy = self._evaluate()
+        logs["val_loss"], logs["val_accuracy"] = float(loss), float(accuracy)
+
+
+class EpochSummaries(keras.callbacks.Callback):
+    """Each epoch's logs as TensorBoard scalars, laid out as Keras' TensorBoard callback does it (runs `train`
+    and `validation`, tags `epoch_<metric>`), without its per-epoch cost.
+
+    Keras writes every scalar through an eager summary op; on a 400-sample epoch those cost more than the
+    training steps. Here the events are protocol buffers queued to TensorBoard's own event-file writer, which
+    writes them out in batches (every `flush_s` seconds and when training ends); a crash loses at most the
+    scalars queued since the last write, never a checkpoint.
+    """
+
+    def __init__(self, log_dir: Path, flush_s: float = 30.0):
+        super().__init__()
+        self.log_dir = Path(log_dir)
+        self.flush_s = flush_s
+        self._writers = {}
+
+    def _writer(self, run: str):
+        from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+        if run not in self._writers:
+            self._writers[run] = EventFileWriter(str(self.log_dir / run), max_queue_size=1000,
+                                                 flush_secs=self.flush_s)
+        return self._writers[run]
+
+    def on_epoch_end(self, epoch, logs=None):
+        from tensorboard.compat.proto import event_pb2, summary_pb2
+
+        runs = {}
+        for name, value in (logs or {}).items():
+            run, tag = ("validation", name[4:]) if name.startswith("val_") else ("train", name)
+            runs.setdefault(run, []).append(summary_pb2.Summary.Value(tag=f"epoch_{tag}", simple_value=float(value)))
+        for run, values in runs.items():
+            self._writer(run).add_event(event_pb2.Event(wall_time=time.time(), step=epoch,
+                                                        summary=summary_pb2.Summary(value=values)))
+
+    def on_train_end(self, logs=None):
+        for writer in self._writers.values():
+            writer.close()
+        self._writers = {}
+
+
 class EpochCheckpoint(keras.callbacks.Callback):
     """Early stopping on strict dev-accuracy improvement, best-weights restore and resumable checkpoints.
 
-    Every epoch the training state (weights, optimiser slots, epoch, best, wait) is checkpointed, so a killed
-    run resumes from the last completed epoch; the best weights are kept separately and restored at the end.
-    A non-finite loss stops training and keeps the last good checkpoint.
+    The training state (weights, optimiser slots, the best weights so far, epoch, best, wait) goes into one
+    TF checkpoint, written after the first epoch, then whenever `every_s` seconds have passed since the last
+    one, and after the epoch that ends training. A killed run resumes from the last checkpoint and, since
+    the batch order is a function of (seed, step) (`epoch_stream`), ends exactly as an uninterrupted run;
+    it only repeats the epochs since that checkpoint. Writing every epoch instead cost more than a tiny
+    model's epoch itself. The best weights are kept in variables beside the net (an in-graph copy on each
+    improvement) and written to `best_weights.h5` when training ends. A non-finite loss stops training.
     """
 
-    def __init__(self, directory: Path, patience: int, monitor: str = "val_accuracy"):
+    def __init__(self, directory: Path, patience: int, monitor: str = "val_accuracy", every_s: float = 30.0):
         super().__init__()
         self.directory = Path(directory)
         self.patience = patience
         self.monitor = monitor
+        self.every_s = float(every_s)
         self.best = -math.inf
         self.best_epoch = -1
         self.wait = 0
         self.diverged_at: Optional[int] = None
         self._manager: Optional[tf.train.CheckpointManager] = None
+        self._best_weights: Optional[tf.Module] = None
+        self._best_values: Optional[List[np.ndarray]] = None
+        self._last_save: Optional[float] = None
 
     @property
     def best_path(self) -> Path:
@@ -214,9 +383,26 @@ class EpochCheckpoint(keras.callbacks.Callback):
     def state_path(self) -> Path:
         return self.directory / "state.json"
 
+    def _best(self) -> tf.Module:
+        if self._best_weights is None:
+            self._best_weights = tf.Module(name="best_weights")
+            self._best_weights.values = [tf.Variable(w, trainable=False) for w in self.model.net.weights]
+        return self._best_weights
+
+    def _copy_to_best(self) -> None:
+        # A host copy (one read per variable); the checkpoint variables are only filled when a checkpoint is
+        # written, since on a tiny model an assign per variable per improvement is a visible part of the epoch.
+        self._best_values = self.model.net.get_weights()
+
+    def _best_to_variables(self) -> None:
+        if self._best_values is not None:
+            for best, value in zip(self._best().values, self._best_values):
+                best.assign(value)
+
     def _checkpoint_manager(self) -> tf.train.CheckpointManager:
         if self._manager is None:
-            checkpoint = tf.train.Checkpoint(net=self.model.net, optimizer=self.model.optimizer)
+            checkpoint = tf.train.Checkpoint(net=self.model.net, optimizer=self.model.optimizer,
+                                             best_weights=self._best())
             self._manager = tf.train.CheckpointManager(checkpoint, str(self.directory / "last"),
                                                         # 2: state.json still names the previous checkpoint
                                                         # until it is rewritten after the new one is saved.
@@ -232,12 +418,33 @@ class EpochCheckpoint(keras.callbacks.Callback):
             # Relative to this directory, so a copied or moved run directory restores its own checkpoint.
             path = self.directory / state["checkpoint"]
             self._checkpoint_manager().checkpoint.restore(str(path)).expect_partial()
+            if state.get("best_in_checkpoint"):
+                self._best_values = [best.numpy() for best in self._best().values]
+            else:
+                self._load_best_from_h5()  # a checkpoint written before the best weights moved into it
         except (OSError, ValueError, KeyError, TypeError, tf.errors.OpError) as err:
             reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
             raise CheckpointError(f"training checkpoint in {self.directory} is missing or corrupt ({reason}); "
                                   "delete that directory to retrain from scratch") from None
         self.best, self.best_epoch, self.wait = state["best"], state["best_epoch"], state["wait"]
         return int(state["epoch"]) + 1
+
+    def _load_best_from_h5(self) -> None:
+        current = self.model.net.get_weights()
+        self.model.net.load_weights(str(self.best_path))
+        self._copy_to_best()
+        self.model.net.set_weights(current)
+        self._best_to_variables()
+
+    def _save(self, epoch: int) -> None:
+        self._best_to_variables()
+        path = self._checkpoint_manager().save(checkpoint_number=epoch)
+        faults.point("train.checkpoint")
+        write_json(self.state_path, {"epoch": epoch, "best": self.best, "best_epoch": self.best_epoch,
+                                     "wait": self.wait, "checkpoint": os.path.relpath(path, self.directory),
+                                     "best_in_checkpoint": True})
+        self._last_save = time.monotonic()
+        faults.point("train.epoch")
 
     def on_epoch_end(self, epoch, logs=None):
         # The epoch's loss is a running mean, so one non-finite batch makes it non-finite: checking here
@@ -254,21 +461,22 @@ class EpochCheckpoint(keras.callbacks.Callback):
             raise TrainingError(f"no {self.monitor} in the training logs; pass validation data")
         if current > self.best:
             self.best, self.best_epoch, self.wait = float(current), epoch, 0
-            with atomic_path(self.best_path) as tmp:
-                self.model.net.save_weights(str(tmp))
+            self._copy_to_best()
         else:
             self.wait += 1
-        path = self._checkpoint_manager().save(checkpoint_number=epoch)
-        faults.point("train.checkpoint")
-        write_json(self.state_path, {"epoch": epoch, "best": self.best, "best_epoch": self.best_epoch,
-                                     "wait": self.wait, "checkpoint": os.path.relpath(path, self.directory)})
-        faults.point("train.epoch")
         if self.wait >= self.patience:
             self.model.stop_training = True
+        last_epoch = epoch + 1 >= self.params.get("epochs", epoch + 1) or self.model.stop_training
+        if last_epoch or self._last_save is None or time.monotonic() - self._last_save >= self.every_s:
+            self._save(epoch)
 
     def restore_best(self) -> None:
-        if self.best_path.exists():
-            self.model.net.load_weights(str(self.best_path))
+        """Load the best weights into the net and keep them in best_weights.h5."""
+        if self.best_epoch < 0:
+            return
+        self.model.net.set_weights(self._best_values)
+        with atomic_path(self.best_path) as tmp:
+            self.model.net.save_weights(str(tmp))
 
 
 @dataclasses.dataclass
@@ -281,16 +489,45 @@ class FitResult:
     epochs_completed: int = 0
 
 
+def _fit_compiled(model: TrainingModel, train, dev, config: TrainConfig, seed: int, initial_epoch: int,
+                  dev_batch_size: int, callbacks: Sequence[keras.callbacks.Callback], verbose: int) -> dict:
+    """Epochs initial_epoch.. of fit_classifier as CompiledEpochs calls, the epoch-end callbacks driven by hand."""
+    epochs = CompiledEpochs(model, train, config.batch_size, seed, dev=dev, dev_batch_size=dev_batch_size)
+    steps = -(-len(train[1]) // config.batch_size)
+    for callback in callbacks:
+        callback.set_model(model)
+        callback.set_params({"epochs": config.epochs, "steps": steps, "verbose": verbose})
+    model.stop_training = False
+    history: dict = {}
+    try:
+        for epoch in range(initial_epoch, config.epochs):
+            logs = epochs.run_epoch(epoch)
+            for name, value in logs.items():
+                history.setdefault(name, []).append(value)
+            if verbose:
+                logging.info("epoch %d/%d: %s", epoch + 1, config.epochs,
+                             " ".join(f"{name} {value:.4f}" for name, value in logs.items()))
+            for callback in callbacks:
+                callback.on_epoch_end(epoch, logs)
+            if model.stop_training:
+                break
+    finally:
+        for callback in callbacks:
+            callback.on_train_end()
+    return history
+
+
 def fit_classifier(net: keras.Model, train: Tuple[np.ndarray, np.ndarray], dev: Tuple[np.ndarray, np.ndarray],
                    config: TrainConfig, work_dir: Path, seed: int,
                    optimizer: Optional[keras.optimizers.Optimizer] = None,
                    loss: Optional[keras.losses.Loss] = None, loss_terms: Sequence[LossTerm] = (),
                    mask_pairs: MaskPairs = (), callbacks: Sequence[keras.callbacks.Callback] = (),
-                   verbose: int = 0) -> FitResult:
+                   verbose: int = 0, checkpoint_every_s: float = 30.0) -> FitResult:
     """Train `net` in place; on return it holds the best-dev-accuracy weights.
 
-    `work_dir` keeps the resumable checkpoint and TensorBoard logs. Raises TrainingError on a non-finite loss
-    (after restoring the last good weights).
+    `work_dir` keeps the resumable checkpoint and TensorBoard logs; a checkpoint is written after the first
+    epoch, at least every `checkpoint_every_s` seconds after that and after the last epoch (0: every epoch).
+    Raises TrainingError on a non-finite loss (after restoring the last good weights).
     """
     work_dir = Path(work_dir)
     model = TrainingModel(net, config.weight_decay, loss=loss, loss_terms=loss_terms, mask_pairs=mask_pairs)
@@ -299,9 +536,17 @@ def fit_classifier(net: keras.Model, train: Tuple[np.ndarray, np.ndarray], dev: 
         raise ConfigError("two training hooks bring their own optimiser; combine at most one of them")
     optimizer = optimizer or (hook_optimizers[0] if hook_optimizers else None) or keras.optimizers.Adam(
         learning_rate=config.learning_rate, epsilon=1e-8)
-    model.compile(optimizer=optimizer)
     hook_steps = [hook.steps_per_epoch for hook in model.hooks if hook.steps_per_epoch is not None]
-    checkpoint = EpochCheckpoint(work_dir / "checkpoints", config.patience)
+    # Epochs may be shorter than one pass (hooks); the stream continues across them either way.
+    steps = min(hook_steps) if hook_steps else -(-len(train[1]) // config.batch_size)
+    # A whole epoch (with its dev pass) per compiled call, unless something must run between steps: Keras
+    # callbacks (tfmot's UpdatePruningStep sets the pruning step before every batch) or training hooks
+    # (which may create variables in their first step, which a graph loop cannot); under a tf.distribute
+    # strategy Keras fit splits each batch across the replicas. Both paths train on the same batches
+    # (pass_order) with the same train_step.
+    per_step = bool(callbacks) or bool(model.hooks) or tf.distribute.has_strategy()
+    model.compile(optimizer=optimizer)
+    checkpoint = EpochCheckpoint(work_dir / "checkpoints", config.patience, every_s=checkpoint_every_s)
     checkpoint.set_model(model)
     # Build optimiser slots before a restore so they are matched, not deferred.
     if isinstance(model.optimizer, keras.optimizers.legacy.Optimizer):  # TF Privacy's DP optimisers are legacy
@@ -313,17 +558,17 @@ def fit_classifier(net: keras.Model, train: Tuple[np.ndarray, np.ndarray], dev: 
         logging.info("resuming training from the epoch-%d checkpoint in %s", initial_epoch, checkpoint.directory)
     history = {}
     if initial_epoch < config.epochs and checkpoint.wait < config.patience:
-        tensorboard = keras.callbacks.TensorBoard(str(work_dir / "tensorboard"), write_graph=False,
-                                                  profile_batch=0)
-        # Epochs may be shorter than one pass (hooks); the stream continues across them either way.
-        steps = min(hook_steps) if hook_steps else -(-len(train[1]) // config.batch_size)
-        train_data = epoch_stream(*train, config.batch_size, seed, start_batch=initial_epoch * steps)
-        fit = model.fit(train_data,
-                        validation_data=make_dataset(*dev, max(config.batch_size, 512)),
-                        epochs=config.epochs, initial_epoch=initial_epoch, verbose=verbose,
-                        steps_per_epoch=steps,
-                        callbacks=[checkpoint, tensorboard, *callbacks])
-        history = {k: [float(v) for v in vals] for k, vals in fit.history.items()}
+        tensorboard = EpochSummaries(work_dir / "tensorboard", flush_s=checkpoint_every_s)
+        dev_batch_size = max(config.batch_size, 512)
+        if per_step:
+            train_data = epoch_stream(*train, config.batch_size, seed, start_batch=initial_epoch * steps)
+            fit = model.fit(train_data, epochs=config.epochs, initial_epoch=initial_epoch, verbose=verbose,
+                            steps_per_epoch=steps,
+                            callbacks=[DevEvaluation(dev, dev_batch_size), checkpoint, tensorboard, *callbacks])
+            history = {k: [float(v) for v in vals] for k, vals in fit.history.items()}
+        else:
+            history = _fit_compiled(model, train, dev, config, seed, initial_epoch, dev_batch_size,
+                                    [checkpoint, tensorboard], verbose)
     if checkpoint.diverged_at is not None and checkpoint.best_epoch < 0:
         raise TrainingError(f"training loss became NaN/inf in epoch {checkpoint.diverged_at + 1} before any epoch "
                             "completed, so there is no good checkpoint: lower the learning rate or check the data")

@@ -1,0 +1,484 @@
+"""K small classifiers trained at once as one vectorised Keras model (shadow models, reference models, seeds).
+
+A small model's training step is mostly per-op dispatch, and every separately trained model pays graph
+tracing and set-up again. Here K copies of one architecture become one model whose every op carries all K:
+a Dense layer is one batched matmul over a [K, in, out] kernel, a Conv2D one grouped convolution (K groups),
+BatchNorm / pooling / ReLU / dropout act per channel or element on the K models' channels side by side, so
+the models never mix. Each model keeps what one-by-one training gives it (fit_classifier's recipe):
+
+- its own initialisation (built with `set_seed(seed)` then `build_model`, as one-by-one training does),
+- its own training and dev sets and its own batch order (pass_order(n, seed, epoch)),
+- its own loss: the summed loss of K disjoint models has each model's own gradient, and Adam, coupled
+  weight decay and the step counter act per parameter, so each model takes the steps it would alone,
+- its own early stopping (strict dev-accuracy improvement, patience) and best weights. A model that has
+  stopped keeps being stepped until all have (its best weights are already kept) -- wasted arithmetic, not a
+  different result.
+
+Each trained model comes back as an ordinary Keras model of the original architecture holding its best
+weights, saved and loaded like any other. Models whose training or dev sets differ in size are trained in
+separate stacks (a shared step needs equal batch sizes; BatchNorm statistics forbid padding).
+
+Supported layers: the plain chains of Dense, Conv2D (no dilation), BatchNormalization, ReLU/Activation,
+MaxPooling2D/AveragePooling2D, Dropout, Flatten and Reshape that columnfc, small_cnn and lenet5 are made of.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+from absl import logging
+
+from tfprune_mia.backend import keras, set_seed, tf
+from tfprune_mia.errors import CheckpointError, ConfigError, TrainingError
+from tfprune_mia.io import atomic_path, write_json
+from tfprune_mia.models import build_model
+from tfprune_mia.training import FitResult, TrainConfig, pass_order
+
+Arrays = Tuple[np.ndarray, np.ndarray]
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelJob:
+    """One model to train: its training set, dev set and seed (initialisation and batch order)."""
+
+    train: Arrays
+    dev: Arrays
+    seed: int
+
+
+class StackedDense(keras.layers.Layer):
+    """K Dense layers side by side: [batch, K, in] -> [batch, K, units] with a [K, in, units] kernel."""
+
+    def __init__(self, num_models: int, units: int, activation=None, use_bias: bool = True, **kwargs):
+        super().__init__(**kwargs)
+        self.num_models, self.units, self.use_bias = num_models, units, use_bias
+        self.activation = keras.activations.get(activation)
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight("kernel", (self.num_models, int(input_shape[-1]), self.units),
+                                      initializer="zeros")
+        self.bias = self.add_weight("bias", (self.num_models, self.units), initializer="zeros") \
+            if self.use_bias else None
+
+    def call(self, inputs):
+        outputs = tf.einsum("bki,kio->bko", inputs, self.kernel)
+        if self.bias is not None:
+            outputs = outputs + self.bias
+        return self.activation(outputs)
+
+
+class GroupedConv2D(keras.layers.Layer):
+    """K Conv2D layers side by side on [batch, H, W, K*C]: one grouped convolution, kernel [kh, kw, C, K*out].
+
+    tf.nn.conv2d runs grouped convolutions natively on CPU; Keras' Conv2D(groups=K) instead compiles them
+    with XLA, which costs seconds per model build here."""
+
+    def __init__(self, num_models: int, filters: int, kernel_size, strides, padding: str, use_bias: bool,
+                 activation=None, **kwargs):
+        super().__init__(**kwargs)
+        self.num_models, self.filters = num_models, filters
+        self.kernel_size, self.strides = tuple(kernel_size), tuple(strides)
+        self.padding, self.use_bias = padding.upper(), use_bias
+        self.activation = keras.activations.get(activation)
+
+    def build(self, input_shape):
+        channels = int(input_shape[-1]) // self.num_models
+        self.kernel = self.add_weight("kernel", (*self.kernel_size, channels, self.num_models * self.filters),
+                                      initializer="zeros")
+        self.bias = self.add_weight("bias", (self.num_models * self.filters,), initializer="zeros") \
+            if self.use_bias else None
+
+    def call(self, inputs):
+        outputs = tf.nn.conv2d(inputs, self.kernel, self.strides, self.padding)
+        if self.bias is not None:
+            outputs = tf.nn.bias_add(outputs, self.bias)
+        return self.activation(outputs)
+
+
+class ToGrouped(keras.layers.Layer):
+    """[batch, K, H, W, C] -> [batch, H, W, K*C]: the K models' channels side by side, model-major."""
+
+    def call(self, inputs):
+        _, models, height, width, channels = inputs.shape
+        return tf.reshape(tf.transpose(inputs, (0, 2, 3, 1, 4)), (-1, height, width, models * channels))
+
+
+class GroupedFlatten(keras.layers.Layer):
+    """[batch, H, W, K*C] -> [batch, K, H*W*C], each model's features in Flatten's (H, W, C) order."""
+
+    def __init__(self, num_models: int, **kwargs):
+        super().__init__(**kwargs)
+        self.num_models = num_models
+
+    def call(self, inputs):
+        _, height, width, channels = inputs.shape
+        split = tf.reshape(inputs, (-1, height, width, self.num_models, channels // self.num_models))
+        return tf.reshape(tf.transpose(split, (0, 3, 1, 2, 4)), (-1, self.num_models,
+                                                                  height * width * channels // self.num_models))
+
+
+@dataclasses.dataclass
+class _Slot:
+    """How one layer of the original architecture maps onto the stacked model's weights."""
+
+    name: str
+    stacked: keras.layers.Layer
+    # (list of K per-model weight lists) -> stacked weight list, and (stacked weights, k) -> model k's weights
+    stack: Callable[[List[List[np.ndarray]]], List[np.ndarray]]
+    unstack: Callable[[List[np.ndarray], int], List[np.ndarray]]
+
+
+def _stack_along(axis: int, num_models: int):
+    def stack(per_model):
+        return [np.concatenate(parts, axis) for parts in zip(*per_model)]
+
+    def unstack(weights, k):
+        return [np.split(w, num_models, axis=axis)[k] for w in weights]
+
+    return stack, unstack
+
+
+def _new_axis(num_models: int):
+    return (lambda per_model: [np.stack(parts) for parts in zip(*per_model)],
+            lambda weights, k: [w[k] for w in weights])
+
+
+def _chain(template: keras.Model) -> List[keras.layers.Layer]:
+    layers = template.layers
+    for previous, layer in zip(layers, layers[1:]):
+        inbound = [node.inbound_layers for node in layer._inbound_nodes]
+        if len(inbound) != 1 or inbound[0] is not previous:
+            raise ConfigError(f"{template.name}: layer {layer.name} does not follow {previous.name} alone; "
+                              "batched training supports plain layer chains (columnfc, small_cnn, lenet5); "
+                              "train this architecture with fit_classifier")
+    return layers
+
+
+def build_stacked(template: keras.Model, num_models: int) -> Tuple[keras.Model, List[_Slot]]:
+    """A model computing `num_models` copies of the chain `template` at once: input [batch, K, *shape],
+    logits [batch, K, classes]; plus the weight mapping of every layer that has weights."""
+    K = num_models
+    layers = _chain(template)
+    inputs = keras.Input(shape=(K, *template.input_shape[1:]), name="input")
+    h, grouped, slots = inputs, False, []
+
+    def to_grouped(h):
+        return ToGrouped(name=f"to_grouped_{len(slots)}_{h.shape.rank}")(h)
+
+    for layer in layers[1:]:
+        config = layer.get_config()
+        if isinstance(layer, keras.layers.Dense):
+            if grouped:
+                raise ConfigError(f"{layer.name}: Dense on a 4-D tensor is not supported in batched training")
+            stacked = StackedDense(K, layer.units, layer.activation, layer.use_bias, name=layer.name)
+            slots.append(_Slot(layer.name, stacked, *_new_axis(K)))
+        elif isinstance(layer, keras.layers.Conv2D) and type(layer) is keras.layers.Conv2D:
+            if tuple(config["dilation_rate"]) != (1, 1) or config["groups"] != 1:
+                raise ConfigError(f"{layer.name}: dilated or grouped Conv2D is not supported in batched training")
+            if not grouped:
+                h, grouped = to_grouped(h), True
+            if config["data_format"] != "channels_last" or layer.kernel_regularizer or layer.bias_regularizer:
+                raise ConfigError(f"{layer.name}: only channels-last Conv2D without regularisers is supported "
+                                  "in batched training")
+            stacked = GroupedConv2D(K, layer.filters, layer.kernel_size, layer.strides, layer.padding,
+                                    layer.use_bias, layer.activation, name=layer.name)
+            slots.append(_Slot(layer.name, stacked, *_stack_along(-1, K)))
+        elif isinstance(layer, keras.layers.BatchNormalization):
+            if grouped:
+                stacked = keras.layers.BatchNormalization.from_config(config)
+                slots.append(_Slot(layer.name, stacked, *_stack_along(0, K)))
+            else:  # [batch, K, features]: statistics per (model, feature)
+                config["axis"] = [1, 2]
+                stacked = keras.layers.BatchNormalization.from_config(config)
+                slots.append(_Slot(layer.name, stacked, *_new_axis(K)))
+        elif isinstance(layer, (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D)):
+            if not grouped:
+                h, grouped = to_grouped(h), True
+            stacked = type(layer).from_config(config)
+        elif isinstance(layer, (keras.layers.ReLU, keras.layers.Activation)):
+            stacked = type(layer).from_config(config)
+        elif isinstance(layer, keras.layers.Dropout) and type(layer) is keras.layers.Dropout:
+            if config.get("noise_shape") is not None:
+                raise ConfigError(f"{layer.name}: Dropout with a noise_shape is not supported in batched training")
+            stacked = keras.layers.Dropout.from_config(config)
+        elif isinstance(layer, keras.layers.Flatten):
+            if grouped:
+                stacked, grouped = GroupedFlatten(K, name=layer.name), False
+            else:
+                stacked = keras.layers.Reshape((K, -1), name=layer.name)
+        elif isinstance(layer, keras.layers.Reshape):
+            if grouped:
+                raise ConfigError(f"{layer.name}: Reshape after a convolution is not supported in batched training")
+            stacked = keras.layers.Reshape((K, *layer.target_shape), name=layer.name)
+        else:
+            raise ConfigError(f"{template.name}: layer {layer.name} ({type(layer).__name__}) is not supported in "
+                              "batched training; train this architecture with fit_classifier")
+        if layer.weights and not any(slot.name == layer.name for slot in slots):
+            raise ConfigError(f"{layer.name}: a {type(layer).__name__} with weights is not supported in batched "
+                              "training")
+        h = stacked(h)
+    if grouped:
+        raise ConfigError(f"{template.name}: the logits must come from a Dense layer for batched training")
+    return keras.Model(inputs, h, name=f"stacked_{template.name}"), slots
+
+
+class StackedModels:
+    """K models of one architecture as one stacked model, with the weight mapping both ways."""
+
+    def __init__(self, architecture: str, input_shape, num_classes: int, seeds: Sequence[int]):
+        self.architecture, self.input_shape, self.num_classes = architecture, tuple(input_shape), int(num_classes)
+        self.num_models = len(seeds)
+        members = []
+        for seed in seeds:  # the initialisation one-by-one training gives each model
+            set_seed(int(seed))
+            members.append(build_model(architecture, self.input_shape, self.num_classes))
+        # Kept to hand the trained weights back in: building a Keras model costs more than a small model's epoch.
+        self.members = members
+        self.template = members[0]
+        self.model, self.slots = build_stacked(self.template, self.num_models)
+        self._layer_index = {slot.name: slot for slot in self.slots}
+        self.set_members([self._member_weights(m) for m in members])
+
+    @staticmethod
+    def _member_weights(net: keras.Model) -> Dict[str, List[np.ndarray]]:
+        return {layer.name: layer.get_weights() for layer in net.layers if layer.weights}
+
+    def set_members(self, members: Sequence[Dict[str, List[np.ndarray]]]) -> None:
+        for slot in self.slots:
+            slot.stacked.set_weights(slot.stack([member[slot.name] for member in members]))
+
+    def stacked_weights(self) -> Dict[str, List[np.ndarray]]:
+        return {slot.name: slot.stacked.get_weights() for slot in self.slots}
+
+    def member_weights(self, k: int, stacked: Optional[Dict[str, List[np.ndarray]]] = None
+                       ) -> Dict[str, List[np.ndarray]]:
+        """Model k's weights, layer name -> the layer's weight list in the original architecture (taken from
+        `stacked`, a stacked_weights() read, when given: one read serves several models)."""
+        stacked = stacked or self.stacked_weights()
+        return {slot.name: slot.unstack(stacked[slot.name], k) for slot in self.slots}
+
+    def extract(self, k: int, weights: Optional[Dict[str, List[np.ndarray]]] = None) -> keras.Model:
+        """Model k with its current weights (or `weights`) as an ordinary Keras model of the original
+        architecture: the model k was initialised from, so each call returns the same object."""
+        net = self.members[k]
+        for name, values in (weights or self.member_weights(k)).items():
+            net.get_layer(name).set_weights(values)
+        return net
+
+
+class _StackedEpochs:
+    """One epoch of all K models (training steps, then the dev pass) per compiled call."""
+
+    def __init__(self, stacked: StackedModels, jobs: Sequence[ModelJob], config: TrainConfig,
+                 optimizer: keras.optimizers.Optimizer):
+        self.model, self.config, self.optimizer = stacked.model, config, optimizer
+        self.seeds = tf.constant([int(job.seed) for job in jobs], tf.int64)
+        self.x = tf.constant(np.stack([job.train[0] for job in jobs]))
+        self.y = tf.constant(np.stack([job.train[1] for job in jobs]).astype(np.int64))
+        self.dev_x = tf.constant(np.stack([job.dev[0] for job in jobs]))
+        self.dev_y = tf.constant(np.stack([job.dev[1] for job in jobs]).astype(np.int64))
+        self.num_samples = len(jobs[0].train[1])
+        self.num_models = len(jobs)
+        self.dev_batch_size = max(config.batch_size, 512)
+        optimizer.build(self.model.trainable_variables)
+        self._epoch = tf.function(self._run_epoch)
+
+    @staticmethod
+    def _per_model_loss(y, logits):
+        # y [K, b], logits [b, K, C] -> [K] batch-mean cross-entropies, as SparseCategoricalCrossentropy each
+        ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=tf.transpose(logits, (1, 0, 2)))
+        return tf.reduce_mean(ce, axis=1)
+
+    def _correct(self, y, logits):
+        predicted = tf.argmax(tf.transpose(logits, (1, 0, 2)), axis=-1, output_type=y.dtype)
+        return tf.reduce_sum(tf.cast(tf.equal(predicted, y), tf.float32), axis=1)
+
+    def _run_epoch(self, epoch):
+        K, batch = self.num_models, self.config.batch_size
+        orders = tf.stack([pass_order(self.num_samples, self.seeds[k], epoch) for k in range(K)])
+        steps = -(-self.num_samples // batch)
+        variables = self.model.trainable_variables
+        loss_sum, correct = tf.zeros([K]), tf.zeros([K])
+        for step in tf.range(steps):
+            index = orders[:, step * batch:(step + 1) * batch]
+            x = tf.gather(self.x, index, axis=1, batch_dims=1)
+            y = tf.gather(self.y, index, axis=1, batch_dims=1)
+            x = tf.transpose(x, (1, 0, *range(2, x.shape.rank)))
+            with tf.GradientTape() as tape:
+                logits = self.model(x, training=True)
+                losses = self._per_model_loss(y, logits)
+                # Disjoint models: the gradient of the sum is each model's own gradient.
+                total = tf.reduce_sum(losses)
+                if self.model.losses:
+                    total += tf.add_n(self.model.losses)
+            gradients = tape.gradient(total, variables)
+            if self.config.weight_decay:
+                gradients = [g + self.config.weight_decay * v for g, v in zip(gradients, variables)]
+            self.optimizer.apply_gradients(zip(gradients, variables))
+            loss_sum += losses
+            correct += self._correct(y, logits)
+        logs = {"loss": loss_sum / tf.cast(steps, tf.float32),
+                "accuracy": correct / float(self.num_samples)}
+        dev_size = self.dev_y.shape[1]
+        dev_loss, dev_correct, batches = tf.zeros([K]), tf.zeros([K]), 0.0
+        for start in range(0, dev_size, self.dev_batch_size):  # the dev set's size is fixed: unrolled
+            x = self.dev_x[:, start:start + self.dev_batch_size]
+            y = self.dev_y[:, start:start + self.dev_batch_size]
+            logits = self.model(tf.transpose(x, (1, 0, *range(2, x.shape.rank))), training=False)
+            dev_loss += self._per_model_loss(y, logits)
+            dev_correct += self._correct(y, logits)
+            batches += 1.0
+        logs["val_loss"] = dev_loss / batches
+        logs["val_accuracy"] = dev_correct / float(dev_size)
+        return logs
+
+    def run_epoch(self, epoch: int) -> Dict[str, np.ndarray]:
+        return {name: value.numpy() for name, value in self._epoch(tf.constant(epoch, tf.int64)).items()}
+
+
+class _StackCheckpoint:
+    """Resumable state of one stack: model and optimiser (TF checkpoint), per-model early-stopping state and
+    best weights (state.json + best_weights.npz), written after the first epoch, every `every_s` seconds and
+    after the last epoch, in that order, so state.json always names a complete checkpoint."""
+
+    def __init__(self, directory: Path, model: keras.Model, optimizer, every_s: float):
+        self.directory = Path(directory)
+        self.every_s = float(every_s)
+        self.manager = tf.train.CheckpointManager(tf.train.Checkpoint(model=model, optimizer=optimizer),
+                                                  str(self.directory / "last"), max_to_keep=2)
+        self.last_save: Optional[float] = None
+
+    @property
+    def state_path(self) -> Path:
+        return self.directory / "state.json"
+
+    def due(self, final: bool) -> bool:
+        return final or self.last_save is None or time.monotonic() - self.last_save >= self.every_s
+
+    def save(self, epoch: int, state: dict, best_weights: List[Optional[Dict[str, List[np.ndarray]]]]) -> None:
+        path = self.manager.save(checkpoint_number=epoch)
+        arrays = {f"{k}/{name}/{i}": w for k, model in enumerate(best_weights) if model
+                  for name, values in model.items() for i, w in enumerate(values)}
+        best_file = self.directory / f"best_weights-{epoch}.npz"
+        with atomic_path(best_file) as tmp:
+            with open(tmp, "wb") as handle:
+                np.savez(handle, **arrays)
+        write_json(self.state_path, {**state, "epoch": epoch, "best_file": best_file.name,
+                                     "checkpoint": os.path.relpath(path, self.directory)})
+        for old in self.directory.glob("best_weights-*.npz"):
+            if old.name != best_file.name:
+                old.unlink()
+        self.last_save = time.monotonic()
+
+    def resume(self, num_models: int):
+        if not self.state_path.exists():
+            return None
+        try:
+            state = json.loads(self.state_path.read_text())
+            self.manager.checkpoint.restore(str(self.directory / state["checkpoint"])).expect_partial()
+            best: List[Optional[Dict[str, List[np.ndarray]]]] = [None] * num_models
+            with np.load(self.directory / state["best_file"], allow_pickle=False) as data:
+                for key in sorted(data.files, key=lambda key: int(key.rsplit("/", 1)[1])):
+                    k, name, _ = key.split("/")
+                    best[int(k)] = best[int(k)] or {}
+                    best[int(k)].setdefault(name, []).append(data[key])
+        except (OSError, ValueError, KeyError, TypeError, tf.errors.OpError) as err:
+            reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+            raise CheckpointError(f"batched training checkpoint in {self.directory} is missing or corrupt "
+                                  f"({reason}); delete that directory to retrain from scratch") from None
+        return state, best
+
+
+def _train_stack(architecture: str, input_shape, num_classes: int, jobs: Sequence[ModelJob],
+                 config: TrainConfig, work_dir: Path, checkpoint_every_s: float,
+                 verbose: int) -> List[Tuple[keras.Model, FitResult]]:
+    K = len(jobs)
+    stacked = StackedModels(architecture, input_shape, num_classes, [job.seed for job in jobs])
+    optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate, epsilon=1e-8)
+    epochs = _StackedEpochs(stacked, jobs, config, optimizer)
+    checkpoint = _StackCheckpoint(work_dir, stacked.model, optimizer, checkpoint_every_s)
+    best = [-math.inf] * K
+    best_epoch, wait, stopped_at = [-1] * K, [0] * K, [None] * K
+    best_weights: List[Optional[Dict[str, List[np.ndarray]]]] = [None] * K
+    diverged: List[Optional[int]] = [None] * K
+    initial_epoch = 0
+    resumed = checkpoint.resume(K)
+    if resumed:
+        state, best_weights = resumed
+        best, best_epoch, wait = state["best"], state["best_epoch"], state["wait"]
+        stopped_at, diverged = state["stopped_at"], state["diverged"]
+        initial_epoch = state["epoch"] + 1
+        logging.info("resuming batched training from the epoch-%d checkpoint in %s", initial_epoch, work_dir)
+    history: List[Dict[str, List[float]]] = [{} for _ in range(K)]
+    epoch = initial_epoch
+    while epoch < config.epochs and any(s is None for s in stopped_at):
+        logs = epochs.run_epoch(epoch)
+        improved = []
+        for k in range(K):
+            if stopped_at[k] is not None:
+                continue
+            for name, values in logs.items():
+                history[k].setdefault(name, []).append(float(values[k]))
+            if not np.isfinite(logs["loss"][k]):
+                diverged[k] = stopped_at[k] = epoch
+                continue
+            if logs["val_accuracy"][k] > best[k]:
+                best[k], best_epoch[k], wait[k] = float(logs["val_accuracy"][k]), epoch, 0
+                improved.append(k)
+            else:
+                wait[k] += 1
+            if wait[k] >= config.patience:
+                stopped_at[k] = epoch
+        if improved:
+            current = stacked.stacked_weights()
+            for k in improved:
+                best_weights[k] = stacked.member_weights(k, current)
+        if verbose:
+            logging.info("batched epoch %d/%d: dev accuracy %s", epoch + 1, config.epochs,
+                         " ".join(f"{a:.3f}" for a in logs["val_accuracy"]))
+        final = epoch + 1 >= config.epochs or all(s is not None for s in stopped_at)
+        if checkpoint.due(final):
+            checkpoint.save(epoch, {"best": best, "best_epoch": best_epoch, "wait": wait,
+                                    "stopped_at": stopped_at, "diverged": diverged}, best_weights)
+        epoch += 1
+    bad = [k for k in range(K) if diverged[k] is not None]
+    if bad:
+        raise TrainingError(f"training loss became NaN/inf for batched model(s) {bad} (epochs "
+                            f"{[diverged[k] + 1 for k in bad]}); lower the learning rate or check their data")
+    results = []
+    for k in range(K):
+        if best_weights[k] is None:
+            raise TrainingError(f"batched model {k} finished without a single evaluated epoch")
+        net = stacked.extract(k, best_weights[k])
+        runs = len(history[k].get("loss", []))
+        results.append((net, FitResult(best_epoch[k], best[k], runs, history[k],
+                                       epochs_completed=initial_epoch + runs)))
+    return results
+
+
+def fit_classifiers(architecture: str, input_shape, num_classes: int, jobs: Sequence[ModelJob],
+                    config: TrainConfig, work_dir: Path, checkpoint_every_s: float = 30.0,
+                    verbose: int = 0) -> List[Tuple[keras.Model, FitResult]]:
+    """Train one model per job at once; return (ordinary Keras model with its best weights, FitResult) per
+    job, in order. Jobs whose training and dev sets have the same sizes share one stack; each stack
+    checkpoints into work_dir/stack-<train size>-<dev size> and resumes from there."""
+    if not jobs:
+        raise ConfigError("fit_classifiers needs at least one job")
+    groups: Dict[Tuple[int, int], List[int]] = {}
+    for index, job in enumerate(jobs):
+        if len(job.train[0]) != len(job.train[1]) or len(job.dev[0]) != len(job.dev[1]):
+            raise ConfigError(f"job {index}: inputs and labels differ in length; pass (x, y) of equal length")
+        groups.setdefault((len(job.train[1]), len(job.dev[1])), []).append(index)
+    results: List[Optional[Tuple[keras.Model, FitResult]]] = [None] * len(jobs)
+    for (train_size, dev_size), indices in groups.items():
+        trained = _train_stack(architecture, input_shape, num_classes, [jobs[i] for i in indices], config,
+                               Path(work_dir) / f"stack-{train_size}-{dev_size}", checkpoint_every_s, verbose)
+        for index, result in zip(indices, trained):
+            results[index] = result
+    return results
