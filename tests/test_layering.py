@@ -10,10 +10,15 @@ PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "tfprune_mia"
 LAYERS = ["data", "models", "training", "pruning", "defenses", "attacks", "audit", "plots", "pipeline", "bin"]
 
 
+# Top-level modules that belong to a layer rather than to the shared infrastructure.
+SAME_LAYER_AS = {"training_batched": "training", "distribute": "training"}
+
+
 def layer(module: str) -> int:
     """Shared infrastructure (errors, io, registry, backend, ...) sits below every layer."""
     parts = module.split(".")
     name = parts[1] if len(parts) > 1 else ""
+    name = SAME_LAYER_AS.get(name, name)
     return LAYERS.index(name) if name in LAYERS else -1
 
 

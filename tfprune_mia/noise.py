@@ -33,6 +33,8 @@ PYTHON_WARNINGS = (
 TF_LOG_MESSAGES = (
     r"Compiled the loaded model, but the compiled metrics have yet to be built",
     r"triggered tf\.function retracing",
+    # the progress line's per-batch update on tiny batches; it is throttled and costs microseconds per call
+    r"is slow compared to the batch time",
 )
 
 

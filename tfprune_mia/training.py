@@ -20,6 +20,7 @@ from tfprune_mia import faults
 from tfprune_mia.backend import keras, tf
 from tfprune_mia.errors import CheckpointError, ConfigError, TrainingError
 from tfprune_mia.io import atomic_path, write_json
+from tfprune_mia.progress import ProgressCallback
 
 # A loss term gets (inputs, labels, logits) of a training batch and returns a scalar added to the loss.
 LossTerm = Callable[[tf.Tensor, tf.Tensor, tf.Tensor], tf.Tensor]
@@ -499,8 +500,12 @@ def _fit_compiled(model: TrainingModel, train, dev, config: TrainConfig, seed: i
         callback.set_params({"epochs": config.epochs, "steps": steps, "verbose": verbose})
     model.stop_training = False
     history: dict = {}
+    for callback in callbacks:
+        callback.on_train_begin()
     try:
         for epoch in range(initial_epoch, config.epochs):
+            for callback in callbacks:
+                callback.on_epoch_begin(epoch)
             logs = epochs.run_epoch(epoch)
             for name, value in logs.items():
                 history.setdefault(name, []).append(value)
@@ -564,11 +569,12 @@ def fit_classifier(net: keras.Model, train: Tuple[np.ndarray, np.ndarray], dev: 
             train_data = epoch_stream(*train, config.batch_size, seed, start_batch=initial_epoch * steps)
             fit = model.fit(train_data, epochs=config.epochs, initial_epoch=initial_epoch, verbose=verbose,
                             steps_per_epoch=steps,
-                            callbacks=[DevEvaluation(dev, dev_batch_size), checkpoint, tensorboard, *callbacks])
+                            callbacks=[DevEvaluation(dev, dev_batch_size), checkpoint, tensorboard, *callbacks,
+                                       ProgressCallback()])
             history = {k: [float(v) for v in vals] for k, vals in fit.history.items()}
         else:
             history = _fit_compiled(model, train, dev, config, seed, initial_epoch, dev_batch_size,
-                                    [checkpoint, tensorboard], verbose)
+                                    [checkpoint, tensorboard, ProgressCallback()], verbose)
     if checkpoint.diverged_at is not None and checkpoint.best_epoch < 0:
         raise TrainingError(f"training loss became NaN/inf in epoch {checkpoint.diverged_at + 1} before any epoch "
                             "completed, so there is no good checkpoint: lower the learning rate or check the data")
