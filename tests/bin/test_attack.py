@@ -28,11 +28,19 @@ def test_attack_reruns_on_cached_models_and_refuses_to_train(tmp_path):
     stamps = {path: path.stat().st_mtime_ns for path in models}
     assert any("reference_1" in str(path) for path in models)  # online LiRA's IN models were built
 
-    result = run("attack", root, *BASE, "--attacks=loss,lira_offline,rmia_offline,lira_online,rmia_online")
+    result = run("attack", root, *BASE,
+                 "--attacks=loss,lira_offline,rmia_offline,lira_online,rmia_online,pair_lira_online")
     assert result.returncode == 0, result.stderr[-2000:]
     assert {path: path.stat().st_mtime_ns for path in sorted(tmp_path.glob("**/model.h5"))} == stamps
-    for name in ("lira_offline", "rmia_online", "bootstrap 95% intervals", "TF Privacy MIA suite"):
+    for name in ("lira_offline", "rmia_online", "bootstrap 95% intervals", "TF Privacy MIA suite",
+                 "pair_lira_online skipped: no pair"):
         assert name in result.stdout
+
+    # The deployed artefact: converts the cached models, trains nothing.
+    deployed = run("attack", root, *BASE, "--attacks=conf", "--attack_artifact=tflite_int8")
+    assert deployed.returncode == 0, deployed.stderr[-2000:]
+    assert "artifact tflite_int8 (KB)" in deployed.stdout
+    assert {path: path.stat().st_mtime_ns for path in sorted(tmp_path.glob("**/model.h5"))} == stamps
     run_dir = tmp_path / "digits-small_cnn-seed7" / "results"
     (path,) = [p for p in run_dir.glob("*.json") if "rmia_online" in p.read_text()]
     report = json.loads(path.read_text())

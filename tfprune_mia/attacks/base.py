@@ -108,8 +108,8 @@ class Attack(abc.ABC):
             lacking = ([] if shadow is None or shadow.signals.versions else ["shadow"]) + (
                 [] if reference is None or all(m.versions for m in reference.models) else ["reference"])
             if lacking:
-                raise ConfigError(f"attack {name} compares released versions of a model, but the {' and '.join(lacking)}"
-                                  " models' signals carry none; attach them with Signals.with_versions (the "
+                raise ConfigError(f"attack {name} compares released versions of a model, but the "
+                                  f"{' and '.join(lacking)} models' signals carry none; attach them with Signals.with_versions (the "
                                   "pipeline does, in the pruned settings)")
 
     def unavailable_reason(self, target: Signals) -> Optional[str]:

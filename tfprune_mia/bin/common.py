@@ -54,6 +54,11 @@ def define_experiment_flags() -> None:
     define_defense_flags()
     flags.DEFINE_integer("max_samples", 0, "Use a seeded random subset of this many records (0: all) for "
                          "affordable CPU runs; it gets its own run directory.")
+    flags.DEFINE_string("attack_artifact", "keras", "What the attacks query: keras (the model), tflite, "
+                        "tflite_int8 or tflite_fp16 (its exported TFLite file: float, dynamic-range int8 or float16 "
+                        "post-training quantisation), for every model.")
+    flags.DEFINE_list("released_sparsities", [], "Other sparsities the victim is also released at (beside its "
+                      "dense original), for the multi-version pair_* attacks; the attacker replicates each.")
 
 
 def define_defense_flags() -> None:
@@ -110,7 +115,8 @@ def experiment_config_from_flags():
         attacks=attacks, attack_epochs=FLAGS.attack_epochs,
         signals=SignalConfig(FLAGS.num_perturbations, FLAGS.perturbation_epsilon), run_root=FLAGS.run_root,
         num_reference_models=FLAGS.num_reference_models, bootstrap_resamples=FLAGS.bootstrap_resamples,
-        defense=defense_config_from_flags(), adaptive=FLAGS.adaptive, max_samples=FLAGS.max_samples)
+        defense=defense_config_from_flags(), adaptive=FLAGS.adaptive, max_samples=FLAGS.max_samples,
+        attack_artifact=FLAGS.attack_artifact, released_sparsities=tuple(map(float, FLAGS.released_sparsities)))
 
 
 def print_result(library_call: Callable, *args) -> None:
