@@ -58,7 +58,8 @@ def define_experiment_flags() -> None:
                         "tflite_int8 or tflite_fp16 (its exported TFLite file: float, dynamic-range int8 or float16 "
                         "post-training quantisation), for every model.")
     flags.DEFINE_list("released_sparsities", [], "Other sparsities the victim is also released at (beside its "
-                      "dense original), for the multi-version pair_* attacks; the attacker replicates each.")
+                      "dense original), for the multi-version attacks (pair_conf, pair_lr, pair_lira_offline, "
+                      "pair_lira_online); the attacker replicates each.")
 
 
 def define_defense_flags() -> None:
