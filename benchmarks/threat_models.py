@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 import time
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Dict
 
+from tfprune_mia.audit.tables import mean_std
 from tfprune_mia.backend import enable_determinism
 from tfprune_mia.pipeline.config import ExperimentConfig
 from tfprune_mia.pipeline.experiment import run_experiment
@@ -57,17 +57,6 @@ def run_seed(args, seed: int) -> Dict:
     return runs
 
 
-def mean_std(values: Sequence[float], digits: int = 3) -> str:
-    values = [v for v in values if v is not None]
-    if not values:
-        return "-"
-    mean = sum(values) / len(values)
-    if len(values) == 1:
-        return f"{mean:.{digits}f}"
-    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
-    return f"{mean:.{digits}f} ± {std:.{digits}f}"
-
-
 def with_interval(attack, key: str) -> str:
     low, high = attack.interval(key) or (float("nan"), float("nan"))
     return f"{attack[key]:.3f} [{low:.3f}, {high:.3f}]"
@@ -80,18 +69,19 @@ def best_single(audit, metric: str = "tpr_at_0.01_fpr"):
 
 def report(args, seeds: Dict[int, Dict]) -> str:
     some = next(iter(seeds.values()))
-    full = some["references"][COUNTS[0]]
+    # Stored results keep per-class counts, not the membership labels: the target's size is their sum.
+    num_target = sum(int(v["count"]) for v in some["references"][COUNTS[0]].original["conf"].per_class.values())
     lines = [
         "# Threat models past the paper: measured on a Fashion-MNIST subset", "",
         f"Produced by `python benchmarks/threat_models.py --max_samples {args.max_samples} --epochs {args.epochs} "
         f"--seeds {','.join(map(str, seeds))}` ({len(seeds)} seed(s) finished). Setting: Fashion-MNIST, a seeded "
-        f"random subset of {args.max_samples} records (victim: {len(full.original.is_member) // 2} members and as "
+        f"random subset of {args.max_samples} records (victim: {num_target // 2} members and as "
         "many non-members), `small_cnn`, trained at most "
         f"{args.epochs} epochs (early stopping on dev), L1 unstructured pruning at sparsity 0.7 and fine-tuning "
         f"{max(1, args.epochs // 2)} epochs; 2 shadows; reference models trained on random halves of the victim's "
         "pool and pruned and fine-tuned exactly like the victim. Intervals are stratified bootstrap 95% intervals "
         "(200 resamples) of one seed; ± is the standard deviation over seeds. With about "
-        f"{len(full.original.is_member) // 2} non-members, TPR@0.1% FPR is the TPR at zero false positives.", "",
+        f"{num_target // 2} non-members, TPR@0.1% FPR is the TPR at zero false positives.", "",
         "## Pair attacks on the pruned victim vs the best single-model attack (16 reference models)", "",
         "Best single-model attack: the one with the highest TPR@1% FPR on the pruned victim among "
         f"{', '.join(SINGLE)} (chosen per seed, which flatters it).", "",
@@ -130,8 +120,8 @@ def report(args, seeds: Dict[int, Dict]) -> str:
             audits = [runs["artifacts"][kind][setting] for runs in seeds.values()]
             facts = [a.model.footprint or {} for a in audits]
             size = ("-" if kind == "keras" else
-                    f"{mean_std([f['artifact_bytes'] / 1024 for f in facts], 1)} "
-                    f"({mean_std([f['artifact_gzip_bytes'] / 1024 for f in facts], 1)})")
+                    f"{sum(f['artifact_bytes'] for f in facts) / len(facts) / 1024:.1f} "
+                    f"({sum(f['artifact_gzip_bytes'] for f in facts) / len(facts) / 1024:.1f})")
             cells = [mean_std([a[name][key] for a in audits]) for name in ("conf", "lira_offline")
                      for key, _ in METRICS[1:]]
             lines.append(f"| {kind} | {setting} | {size} | {mean_std([a.model.test_accuracy for a in audits])} | "

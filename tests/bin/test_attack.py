@@ -36,11 +36,6 @@ def test_attack_reruns_on_cached_models_and_refuses_to_train(tmp_path):
                  "pair_lira_online skipped: no pair"):
         assert name in result.stdout
 
-    # The deployed artefact: converts the cached models, trains nothing.
-    deployed = run("attack", root, *BASE, "--attacks=conf", "--attack_artifact=tflite_int8")
-    assert deployed.returncode == 0, deployed.stderr[-2000:]
-    assert "artifact tflite_int8 (KB)" in deployed.stdout
-    assert {path: path.stat().st_mtime_ns for path in sorted(tmp_path.glob("**/model.h5"))} == stamps
     run_dir = tmp_path / "digits-small_cnn-seed7" / "results"
     (path,) = [p for p in run_dir.glob("*.json") if "rmia_online" in p.read_text()]
     report = json.loads(path.read_text())
@@ -64,3 +59,9 @@ def test_attack_reruns_on_cached_models_and_refuses_to_train(tmp_path):
     more = run("attack", root, *BASE, "--attacks=lira_online", "--num_reference_models=4")
     assert more.returncode == 2
     assert "run train_prune first" in more.stderr.strip().splitlines()[-1]
+
+    # The deployed artefact: converts the cached models, trains nothing.
+    deployed = run("attack", root, *BASE, "--attacks=conf", "--attack_artifact=tflite_int8")
+    assert deployed.returncode == 0, deployed.stderr[-2000:]
+    assert "artifact tflite_int8 (KB)" in deployed.stdout
+    assert {path: path.stat().st_mtime_ns for path in sorted(tmp_path.glob("**/model.h5"))} == stamps
