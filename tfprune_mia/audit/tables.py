@@ -87,7 +87,8 @@ def audit_table(audit: AuditResult) -> str:
     lines += ["", _row(header, widths)]
     for name, attack in audit.attacks.items():
         if attack.ran:
-            cells = [name] + [_with_interval(attack, key) for key, _ in ATTACK_COLUMNS]
+            cells = [name] + [_with_interval(attack, key) if i < len(INTERVAL_COLUMNS) else f"{attack[key]:.4f}"
+                              for i, (key, _) in enumerate(ATTACK_COLUMNS)]
         else:
             cells = [name] + ["skipped"] * len(ATTACK_COLUMNS)
         lines.append(_row(cells, widths))
