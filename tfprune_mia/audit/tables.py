@@ -65,7 +65,10 @@ def _skipped_lines(audits: Sequence[AuditResult]) -> List[str]:
     reasons: Dict[str, str] = {}
     for audit in audits:
         reasons.update({name: r.skipped for name, r in audit.attacks.items() if not r.ran})
-    return [f"{name} skipped: {message}" for name, message in reasons.items()]
+    by_reason: Dict[str, List[str]] = defaultdict(list)
+    for name, message in reasons.items():  # one line per reason: the pair attacks share theirs
+        by_reason[message].append(name)
+    return [f"{', '.join(names)} skipped: {message}" for message, names in by_reason.items()]
 
 
 def audit_table(audit: AuditResult) -> str:
