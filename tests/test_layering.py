@@ -11,7 +11,7 @@ LAYERS = ["data", "models", "training", "pruning", "defenses", "attacks", "audit
 
 
 # Top-level modules that belong to a layer rather than to the shared infrastructure.
-SAME_LAYER_AS = {"training_batched": "training", "distribute": "training"}
+SAME_LAYER_AS = {"training_batched": "training", "distribute": "training", "artifacts": "attacks"}
 
 
 def layer(module: str) -> int:

@@ -84,3 +84,44 @@ def test_rmia_counts_population_samples_it_beats():
     scores = rmia_scores(np.array([0.4, 0.1]), np.array([[0.2, 0.2]]), np.zeros((1, 2), bool),
                          np.array([0.2, 0.3, 0.6]), np.array([[0.2, 0.2, 0.2]]), online=False, a=1.0)
     assert scores == pytest.approx([2 / 3, 0.0])
+
+
+def test_online_lira_with_one_in_model_per_sample_is_not_worse_than_offline():
+    # 2 reference models (one IN per sample) and 3 OUT shadows: the setting where the unshrunk online test is
+    # starved; shrinking the IN shift towards the mean keeps it at least as good as offline.
+    rng = np.random.default_rng(3)
+    n = 3000
+    difficulty = rng.normal(0, 2, n)
+    member = rng.random(n) < 0.5
+    half = rng.random(n) < 0.5
+    is_in = np.stack([np.zeros(n, bool)] * 3 + [half, ~half])
+    reference = difficulty + rng.normal(0, 0.7, is_in.shape) + 1.0 * is_in
+    target = difficulty + rng.normal(0, 0.7, n) + 1.0 * member
+    offline = roc_auc_score(member, lira_scores(target, reference, is_in, online=False))
+    online = roc_auc_score(member, lira_scores(target, reference, is_in, online=True))
+    unshrunk = roc_auc_score(member, lira_scores(target, reference, is_in, online=True, shrink=False))
+    assert online >= offline - 0.005 and online > unshrunk
+
+
+def test_shrinkage_vanishes_with_many_reference_models_and_varied_shifts():
+    rng = np.random.default_rng(4)
+    n, m = 2000, 32
+    shift = rng.choice([0.0, 3.0], n)  # some samples are memorised, others not at all
+    half = rng.random((m // 2, n)) < 0.5
+    is_in = np.concatenate([half, ~half])
+    reference = rng.normal(0, 0.3, (m, n)) + shift * is_in
+    member = rng.random(n) < 0.5
+    target = rng.normal(0, 0.3, n) + shift * member
+    shrunk = lira_scores(target, reference, is_in, online=True)
+    plain = lira_scores(target, reference, is_in, online=True, shrink=False)
+    assert np.corrcoef(shrunk, plain)[0, 1] > 0.99
+
+
+def test_per_sample_variance_uses_each_samples_own_spread():
+    ref = np.array([[0.0, 0.0], [1.0, 4.0], [2.0, 8.0]])  # sample 0 spread 1, sample 1 spread 4
+    is_in = np.zeros_like(ref, bool)
+    pooled = lira_scores(np.array([3.0, 12.0]), ref, is_in, online=False)
+    own = lira_scores(np.array([3.0, 12.0]), ref, is_in, online=False, per_sample_variance=True)
+    assert own == pytest.approx([2.0, 2.0])
+    assert pooled[1] > pooled[0]  # one pooled spread: the wide sample looks more extreme
+    assert make_attack("lira_online_pervar").per_sample_variance and make_attack("lira_offline_pervar").needs_reference

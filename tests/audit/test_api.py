@@ -92,7 +92,11 @@ def test_duplicate_attacks_run_once_and_results_round_trip(small_world):
     assert len(result["conf"].scores) == 400
     rows = result.rows()
     assert [row["attack"] for row in rows] == ["conf", "loss"] and rows[0]["auc_low"] <= rows[0]["auc"]
-    assert "conf" in result.table() and "AUC 95% interval" in result.table()
+    table = result.table()
+    assert "conf" in table and "AUC [95% interval]" in table
+    header = next(line for line in table.splitlines() if line.startswith("attack"))
+    # Low-FPR first: TPR at 0.1% and 1% FPR lead, AUC next, balanced accuracy last.
+    assert header.index("TPR@0.1%") < header.index("TPR@1%") < header.index("AUC") < header.index("acc")
 
 
 def test_softmax_output_models_give_the_same_signals_as_logit_models(small_world):

@@ -29,14 +29,15 @@ def test_attack_reruns_on_cached_models_and_refuses_to_train(tmp_path):
     stamps = {path: path.stat().st_mtime_ns for path in models}
     assert any("reference_1" in str(path) for path in models)  # online LiRA's IN models were built
 
-    result = run("attack", root, *BASE, "--attacks=loss,lira_offline,rmia_offline,lira_online,rmia_online")
+    result = run("attack", root, *BASE,
+                 "--attacks=loss,lira_offline,rmia_offline,lira_online,rmia_online,pair_lira_online")
     assert result.returncode == 0, result.stderr[-2000:]
     assert {path: path.stat().st_mtime_ns for path in sorted(tmp_path.glob("**/model.h5"))} == stamps
-    for name in ("lira_offline", "rmia_online", "bootstrap 95% intervals"):
+    for name in ("lira_offline", "rmia_online", "bootstrap 95% intervals", "pair_lira_online skipped: no pair"):
         assert name in result.stdout
     # TF Privacy's suite shows only where its optional package is installed; no skip note when nobody asked.
     tfp_installed = importlib.util.find_spec("tensorflow_privacy.privacy.privacy_tests") is not None
-    assert ("TF Privacy MIA suite" in result.stdout) == tfp_installed and "skipped" not in result.stdout
+    assert ("TF Privacy" in result.stdout) == tfp_installed
     run_dir = tmp_path / "digits-small_cnn-seed7" / "results"
     (path,) = [p for p in run_dir.glob("*.json") if "rmia_online" in p.read_text()]
     report = json.loads(path.read_text())
@@ -60,3 +61,9 @@ def test_attack_reruns_on_cached_models_and_refuses_to_train(tmp_path):
     more = run("attack", root, *BASE, "--attacks=lira_online", "--num_reference_models=4")
     assert more.returncode == 2
     assert "run train_prune first" in more.stderr.strip().splitlines()[-1]
+
+    # The deployed artefact: converts the cached models, trains nothing.
+    deployed = run("attack", root, *BASE, "--attacks=conf", "--attack_artifact=tflite_int8")
+    assert deployed.returncode == 0, deployed.stderr[-2000:]
+    assert "artifact tflite_int8 (KB)" in deployed.stdout
+    assert {path: path.stat().st_mtime_ns for path in sorted(tmp_path.glob("**/model.h5"))} == stamps

@@ -2,7 +2,7 @@
 from tfprune_mia.attacks.base import ATTACKS, Attack, AttackContext, ReferenceSignals  # noqa: F401
 from tfprune_mia.attacks.signals import MembershipSet, SignalConfig, Signals, compute_signals  # noqa: F401
 from tfprune_mia.attacks.samia import SAMIA  # noqa: F401
-from tfprune_mia.attacks import neural, reference, samia, tfp_bridge, threshold  # noqa: E402,F401  (register)
+from tfprune_mia.attacks import neural, pair, reference, samia, tfp_bridge, threshold  # noqa: E402,F401  (register)
 
 
 def make_attack(name: str, context: AttackContext = AttackContext()) -> Attack:

@@ -5,6 +5,13 @@ attacks (LiRA, RMIA) read `ReferenceSignals`: the attacker's reference models' s
 with which of those models trained on each sample (IN) or not (OUT), plus population samples that are non-members
 of every model. Attacks that do not need an input ignore it, so callers never branch on the kind of attack;
 `check_inputs` turns a missing input into one clear error before any work.
+
+Attackers who hold several released versions of one model (the dense original next to its pruned release, or
+several sparsities; CompLeak, USENIX Security 2026) need no new argument: `Signals.versions` carries the same
+samples' signals under the other versions, for the target, the shadows (`MembershipSet.signals.versions`) and each
+reference model (`ReferenceSignals.models[m].versions`), ordered alike (dense original first). Such attacks set
+`needs_versions`; `unavailable_reason` says why one cannot run on a model released alone (the original setting),
+and the audit reports it as skipped with that reason instead of failing.
 """
 from __future__ import annotations
 
@@ -71,6 +78,8 @@ class Attack(abc.ABC):
     needs_shadow: bool = True
     needs_reference: bool = False
     needs_in_models: bool = False
+    # Reads the target's, shadows' and reference models' other released versions (Signals.versions).
+    needs_versions: bool = False
 
     def __init__(self, context: AttackContext = AttackContext()):
         self.context = context
@@ -95,6 +104,20 @@ class Attack(abc.ABC):
         if self.needs_in_models and not np.asarray(reference.is_in).any():
             raise ConfigError(f"attack {name} needs reference models that trained on some target samples (IN "
                               "models); use its offline variant or train IN reference models")
+        if self.needs_versions:
+            lacking = ([] if shadow is None or shadow.signals.versions else ["shadow"]) + (
+                [] if reference is None or all(m.versions for m in reference.models) else ["reference"])
+            if lacking:
+                raise ConfigError(f"attack {name} compares released versions of a model, but the "
+                                  f"{' and '.join(lacking)} models' signals carry none; attach them with Signals.with_versions (the "
+                                  "pipeline does, in the pruned settings)")
+
+    def unavailable_reason(self, target: Signals) -> Optional[str]:
+        """Why this attack cannot score `target` at all (then the audit skips it), or None."""
+        if self.needs_versions and not target.versions:
+            return ("no pair: the attacked model is released alone (the original setting attacks the dense model "
+                    "itself), so there is no other version to compare it with")
+        return None
 
     def predict(self, signals: Signals, reference: Optional[ReferenceSignals] = None) -> np.ndarray:
         return self.score(signals, reference) >= self.decision_threshold

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -45,6 +45,10 @@ class Signals:
     sensitivity: np.ndarray  # [n, C]
     labels: np.ndarray  # [n] ground-truth classes
     logits: Optional[np.ndarray] = None  # [n, C] pre-softmax outputs; None for signals cached by older versions
+    # The same samples' signals under the model's other released versions (for a pruned model: its dense
+    # original first, then any other released sparsity), for attackers who hold several versions (pair
+    # attacks). Attached at assembly time, never cached with the signals: () for a model released alone.
+    versions: Tuple["Signals", ...] = ()
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -90,16 +94,30 @@ class Signals:
 
     def subset(self, index) -> "Signals":
         return Signals(self.posteriors[index], self.sensitivity[index], self.labels[index],
-                       None if self.logits is None else self.logits[index])
+                       None if self.logits is None else self.logits[index],
+                       tuple(v.subset(index) for v in self.versions))
+
+    def with_versions(self, versions: Sequence["Signals"]) -> "Signals":
+        """These signals with `versions` attached (each must cover the same samples, with the same labels)."""
+        for version in versions:
+            if len(version) != len(self) or not np.array_equal(version.labels, self.labels):
+                raise ConfigError("a released version's signals cover other samples than the model's own; "
+                                  "compute both on the same samples in the same order")
+        return dataclasses.replace(self, versions=tuple(versions))
 
     @staticmethod
     def concat(parts: Sequence["Signals"]) -> "Signals":
         logits = None
         if all(p.logits is not None for p in parts):
             logits = np.concatenate([p.logits for p in parts])
+        counts = {len(p.versions) for p in parts}
+        if len(counts) > 1:
+            raise ConfigError("signals with and without released versions cannot be concatenated; attach the "
+                              "same versions to every part")
+        versions = tuple(Signals.concat([p.versions[k] for p in parts]) for k in range(counts.pop() if parts else 0))
         return Signals(np.concatenate([p.posteriors for p in parts]),
                        np.concatenate([p.sensitivity for p in parts]),
-                       np.concatenate([p.labels for p in parts]), logits)
+                       np.concatenate([p.labels for p in parts]), logits, versions)
 
     def save(self, path: Path) -> None:
         extra = {} if self.logits is None else {"logits": self.logits}

@@ -44,6 +44,10 @@ def run_attack(name: str, target: MembershipSet, shadow: Optional[MembershipSet]
     context = AttackContext(seed=derived_seed(seed, name), epochs=attack_epochs)
     started = time.time()
     attack = make_attack(name, context)
+    reason = attack.unavailable_reason(target.signals)
+    if reason is not None:
+        logging.info("attack %s skipped: %s", name, reason)
+        return AttackResult(name, skipped=reason)
     attack.check_inputs(shadow, reference)
     try:
         attack.fit(shadow, reference)
@@ -91,7 +95,7 @@ def audit(target: MembershipSet, shadow: Optional[MembershipSet] = None, attacks
     for name in names:  # every missing input is reported before the first attack trains
         attack = ATTACKS.get(name)(AttackContext())
         attack.registry_name = name
-        if attack.needs_shadow or attack.needs_reference:
+        if (attack.needs_shadow or attack.needs_reference) and attack.unavailable_reason(target.signals) is None:
             attack.check_inputs(shadow, reference)
     results: Dict[str, AttackResult] = {}
     for index, name in enumerate(names):

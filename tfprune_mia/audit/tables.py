@@ -1,4 +1,9 @@
-"""Human-readable tables of typed results (the binaries print these; `*.table()` calls them)."""
+"""Human-readable tables of typed results (the binaries print these; `*.table()` calls them).
+
+Low-FPR first (Carlini et al., S&P 2022): an attack that identifies a few members with near certainty is a real
+privacy failure even at an average-looking AUC, so every table leads with TPR at 0.1% and 1% FPR, then AUC, and
+keeps the balanced accuracy the pruning papers report last.
+"""
 from __future__ import annotations
 
 import math
@@ -7,7 +12,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from tfprune_mia.audit.results import AttackResult, AuditResult, ExperimentResult
 
-ATTACK_COLUMNS = (("balanced_accuracy", "acc"), ("auc", "AUC"), ("tpr_at_0.01_fpr", "TPR@1%"))
+ATTACK_COLUMNS = (("tpr_at_0.001_fpr", "TPR@0.1%"), ("tpr_at_0.01_fpr", "TPR@1%"), ("auc", "AUC"),
+                  ("balanced_accuracy", "acc"))
+# The columns shown with their bootstrap 95% intervals.
+INTERVAL_COLUMNS = ATTACK_COLUMNS[:3]
 
 
 def _row(cells: List[str], widths: List[int]) -> str:
@@ -15,8 +23,14 @@ def _row(cells: List[str], widths: List[int]) -> str:
                      for i, (cell, width) in enumerate(zip(cells, widths)))
 
 
+def _with_interval(attack: AttackResult, key: str) -> str:
+    interval = attack.interval(key)
+    value = f"{attack[key]:.4f}"
+    return f"{value} [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else value
+
+
 def _interval_lines(result: ExperimentResult) -> List[str]:
-    """AUC with its bootstrap 95% interval, and TPR at 0.1% FPR, per attack and setting."""
+    """TPR at 0.1% and 1% FPR and AUC with their bootstrap 95% intervals, per attack and setting."""
     lines = []
     for setting in ("original", "pruned"):
         if setting not in result.settings:
@@ -24,10 +38,9 @@ def _interval_lines(result: ExperimentResult) -> List[str]:
         ran = result[setting].ran
         for name in [n for n in result.attack_names if n in ran]:  # the configured order, also when reloaded
             attack = ran[name]
-            interval = attack.interval("auc")
-            if interval:
-                lines.append(f"  {setting:8s} {name:14s} AUC {attack['auc']:.4f} [{interval[0]:.4f}, "
-                             f"{interval[1]:.4f}]  TPR@0.1% {attack['tpr_at_0.001_fpr']:.4f}")
+            if attack.interval("auc"):
+                lines.append(f"  {setting:8s} {name:18s} " + "  ".join(
+                    f"{label} {_with_interval(attack, key)}" for key, label in INTERVAL_COLUMNS))
     return ["", "bootstrap 95% intervals:"] + lines if lines else []
 
 
@@ -54,7 +67,10 @@ def _skipped_lines(audits: Sequence[AuditResult]) -> List[str]:
     reasons: Dict[str, str] = {}
     for audit in audits:
         reasons.update({name: r.skipped for name, r in audit.attacks.items() if not r.ran})
-    return [f"{name} skipped: {message}" for name, message in reasons.items()]
+    by_reason: Dict[str, List[str]] = defaultdict(list)
+    for name, message in reasons.items():  # one line per reason: the pair attacks share theirs
+        by_reason[message].append(name)
+    return [f"{', '.join(names)} skipped: {message}" for message, names in by_reason.items()]
 
 
 def audit_table(audit: AuditResult) -> str:
@@ -69,14 +85,17 @@ def audit_table(audit: AuditResult) -> str:
                        ("generalisation_gap", "generalisation gap")):
         if key in audit.divergence:
             lines.append(_row([label, f"{audit.divergence[key]:+.4f}"], [28, 10]))
-    header = ["attack"] + [label for _, label in ATTACK_COLUMNS] + ["AUC 95% interval", "TPR@0.1%"]
-    widths = [14, 8, 8, 8, 18, 9]
+    header = (["attack"] + [f"{label} [95% interval]" for _, label in INTERVAL_COLUMNS]
+              + [label for _, label in ATTACK_COLUMNS[len(INTERVAL_COLUMNS):]])
+    widths = [18] + [max(len(h), 23) for h in header[1:len(INTERVAL_COLUMNS) + 1]] + [8] * (
+        len(ATTACK_COLUMNS) - len(INTERVAL_COLUMNS))
     lines += ["", _row(header, widths)]
     for name, attack in audit.attacks.items():
-        interval = attack.interval("auc") if attack.ran else None
-        cells = [name] + _attack_cells(attack)
-        cells.append(f"[{interval[0]:.3f}, {interval[1]:.3f}]" if interval else "-")
-        cells.append(f"{attack['tpr_at_0.001_fpr']:.4f}" if attack.ran else "-")
+        if attack.ran:
+            cells = [name] + [_with_interval(attack, key) if i < len(INTERVAL_COLUMNS) else f"{attack[key]:.4f}"
+                              for i, (key, _) in enumerate(ATTACK_COLUMNS)]
+        else:
+            cells = [name] + ["skipped"] * len(ATTACK_COLUMNS)
         lines.append(_row(cells, widths))
     return "\n".join(lines + _skipped_lines([audit]))
 
@@ -117,13 +136,14 @@ def summary_table(result: ExperimentResult) -> str:
         if unchanged:
             lines.append("  (unstructured pruning zeroes weights in place: stored parameters and FLOPs stay, "
                          "the compressed size shrinks)")
+    lines += _artifact_lines(result, settings, widths)
     for key, label in (("confidence_gap", "confidence gap"), ("sensitivity_gap", "sensitivity gap"),
                        ("generalisation_gap", "generalisation gap")):
         if all(key in result[s].divergence for s in settings):
             lines.append(_row([label] + [f"{result[s].divergence[key]:+.4f}" for s in settings], widths))
     lines.append("")
     header = ["attack"] + [f"{label} {labels[s]}" for s in settings for _, label in ATTACK_COLUMNS]
-    widths = [12] + [max(11, len(h)) for h in header[1:]]
+    widths = [18] + [max(11, len(h)) for h in header[1:]]
     lines.append(_row(header, widths))
     for name in result.attack_names:
         cells = [name]
@@ -137,6 +157,17 @@ def summary_table(result: ExperimentResult) -> str:
     if result.path:
         lines += ["", f"results: {result.path}"]
     return "\n".join(lines)
+
+
+def _artifact_lines(result: ExperimentResult, settings: List[str], widths: List[int]) -> List[str]:
+    """The attacked artefact (a TFLite export): its size, and the Keras model's accuracy beside its own."""
+    facts = [result[s].model.footprint or {} for s in settings]
+    if not all("artifact" in f for f in facts):
+        return []
+    kind = facts[0]["artifact"]
+    return [_row([f"artifact {kind} (KB)"] + [f"{f['artifact_bytes'] / 1024:.1f}" for f in facts], widths),
+            _row(["  gzip size (KB)"] + [f"{f['artifact_gzip_bytes'] / 1024:.1f}" for f in facts], widths),
+            _row(["  Keras model test accuracy"] + [f"{f['keras_test_accuracy']:.4f}" for f in facts], widths)]
 
 
 def _defense_lines(result: ExperimentResult) -> List[str]:
@@ -183,7 +214,9 @@ def configuration_key(result: ExperimentResult) -> Tuple:
 def _configuration_title(result: ExperimentResult) -> str:
     config = result.config
     subset = f" (n={config['max_samples']})" if config.get("max_samples") else ""
-    return f"{config['dataset']}{subset} / {config['model']}, sparsity {config['prune']['sparsity']:g}"
+    artifact = config.get("attack_artifact", "keras")
+    deployed = "" if artifact == "keras" else f", attacked as {artifact}"
+    return f"{config['dataset']}{subset} / {config['model']}, sparsity {config['prune']['sparsity']:g}{deployed}"
 
 
 def defense_comparison_table(results: Sequence[ExperimentResult], primary: str = "samia") -> str:

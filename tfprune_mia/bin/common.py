@@ -80,6 +80,12 @@ def define_experiment_flags() -> None:
                          "victim's train+test pool) for lira_online / rmia_online; trained only for those.")
     flags.DEFINE_integer("bootstrap_resamples", 200, "Bootstrap resamples of the attack metrics' 95% intervals "
                          "(0 disables them).")
+    flags.DEFINE_enum("attack_artifact", "keras", ["keras", "tflite", "tflite_int8", "tflite_fp16"],
+                      "What the attacks query, for every model: the Keras model, or its exported TFLite file "
+                      "(float, dynamic-range int8 or float16 post-training quantisation).")
+    flags.DEFINE_list("released_sparsities", [], "Other sparsities the victim is also released at (beside its "
+                      "dense original), for the multi-version attacks (pair_conf, pair_lr, pair_lira_offline, "
+                      "pair_lira_online); the attacker replicates each.")
     define_defense_flags()
     flags.DEFINE_integer("max_samples", 0, "Use a seeded random subset of this many records (0: all) for "
                          "affordable CPU runs; it gets its own run directory.")
@@ -210,7 +216,8 @@ def experiment_config_from_flags():
         attacks=attacks, attack_epochs=FLAGS.attack_epochs,
         signals=SignalConfig(FLAGS.num_perturbations, FLAGS.perturbation_epsilon), run_root=FLAGS.run_root,
         num_reference_models=FLAGS.num_reference_models, bootstrap_resamples=FLAGS.bootstrap_resamples,
-        defense=defense_config_from_flags(), adaptive=FLAGS.adaptive, max_samples=FLAGS.max_samples)
+        defense=defense_config_from_flags(), adaptive=FLAGS.adaptive, max_samples=FLAGS.max_samples,
+        attack_artifact=FLAGS.attack_artifact, released_sparsities=tuple(map(float, FLAGS.released_sparsities)))
 
 
 def print_result(library_call: Callable, *args) -> None:

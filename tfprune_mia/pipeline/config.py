@@ -9,6 +9,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple
 
+from tfprune_mia.artifacts import ARTIFACTS
 from tfprune_mia.attacks import ATTACKS, SignalConfig
 from tfprune_mia.audit.core import DEFAULT_ATTACKS, derived_seed, unique_attacks
 from tfprune_mia.data import DATASETS
@@ -48,6 +49,12 @@ class ExperimentConfig:
     adaptive: bool = False
     # Use a seeded random subset of this many records (0: all), for affordable CPU runs; own run directory.
     max_samples: int = 0
+    # What the attacks query: the Keras model or its exported (quantised) TFLite file (tfprune_mia.artifacts);
+    # every model's signals then come from its artefact, the attacker's too (it deploys its replicas alike).
+    attack_artifact: str = "keras"
+    # Other sparsities the victim is also released at, beside its dense original: versions for the multi-version
+    # attacks (pair_*), each also replicated by the attacker's shadows and reference models.
+    released_sparsities: Tuple[float, ...] = ()
 
     def __post_init__(self):
         spec = DATASETS.get(self.dataset)
@@ -75,6 +82,12 @@ class ExperimentConfig:
         if required and pruners != {required}:
             raise ConfigError(f"defense {self.defense.name} is built on the {required} pruner; pass "
                               f"--pruner={required} (and the same for the shadows with --adaptive)")
+        ARTIFACTS.get(self.attack_artifact)
+        object.__setattr__(self, "released_sparsities", tuple(float(v) for v in self.released_sparsities))
+        for sparsity in self.released_sparsities:
+            if not 0.0 < sparsity < 1.0 or sparsity == self.prune.sparsity:
+                raise ConfigError(f"released sparsity {sparsity:g}: must lie in (0, 1) and differ from the attacked "
+                                  f"sparsity {self.prune.sparsity:g}; pass e.g. --released_sparsities=0.5,0.9")
         needs_in = [name for name in self.attacks if ATTACKS.get(name).needs_in_models]
         if needs_in and self.num_reference_models < 2:
             raise ConfigError(f"attacks {', '.join(needs_in)} need IN reference models; pass "
@@ -119,6 +132,10 @@ class ExperimentConfig:
     def to_dict(self) -> Dict:
         config = dataclasses.asdict(self)
         config.pop("run_root")
+        # Left out at their defaults, so the result keys of configurations from before these options stay.
+        for name, default in (("attack_artifact", "keras"), ("released_sparsities", ())):
+            if config[name] == default or config[name] == list(default):
+                config.pop(name)
         return config
 
     @staticmethod
@@ -132,6 +149,7 @@ class ExperimentConfig:
                       "signals": SignalConfig(**data.pop("signals")),
                       "defense": DefenseConfig.from_dict(data.pop("defense"))}
             data["attacks"] = tuple(data.get("attacks", DEFAULT_ATTACKS))
+            data["released_sparsities"] = tuple(data.get("released_sparsities", ()))
             return ExperimentConfig(**data, **nested, run_root=run_root)
         except (KeyError, TypeError) as err:
             raise ConfigError(f"a stored configuration does not match this version ({err}); re-run it with "

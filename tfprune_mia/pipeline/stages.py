@@ -16,6 +16,7 @@ import numpy as np
 from absl import logging
 
 from tfprune_mia import faults
+from tfprune_mia.artifacts import artifact_signals, cached_artifact
 from tfprune_mia.attacks import MembershipSet, ReferenceSignals, Signals, compute_signals
 from tfprune_mia.audit.core import derived_seed
 from tfprune_mia.audit.results import ModelFacts
@@ -102,13 +103,16 @@ class Stages:
     def arrays(self, index: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         return self.dataset.x[index], self.dataset.y[index]
 
-    def spec(self, role: Role, setting: Setting) -> ModelRecipe:
+    def spec(self, role: Role, setting: Setting, sparsity: Optional[float] = None) -> ModelRecipe:
         """The victim is pruned as configured and defended; the attacker's models (shadows, references) are
-        pruned with the shadow configuration and defended only in the adaptive setting."""
+        pruned with the shadow configuration and defended only in the adaptive setting. `sparsity`: one of the
+        other released sparsities instead of the configured one (the same pipeline otherwise)."""
         if not setting.pruned:
             return ModelRecipe(role, self.part(role), None, DefenseConfig(),
                              derived_seed(self.config.seed, role.name, "original"))
         prune = self.config.prune if role.is_victim else self.config.shadow_prune
+        if sparsity is not None:
+            prune = dataclasses.replace(prune, sparsity=sparsity)
         defended = role.is_victim or setting.adaptive
         # The same seed with and without the defense: defended and undefended models are paired comparisons.
         return ModelRecipe(role, self.part(role), prune, self.config.defense if defended else DefenseConfig(),
@@ -120,9 +124,9 @@ class Stages:
                else self.config.pruned_key(spec.prune, spec.defense))
         return ModelStore(self.config.base_dir / key / spec.role.name)
 
-    def model(self, role: Role, setting: Setting) -> ModelStore:
+    def model(self, role: Role, setting: Setting, sparsity: Optional[float] = None) -> ModelStore:
         """The finished model of `role` in `setting`, trained (or pruned and fine-tuned) first if not cached."""
-        spec = self.spec(role, setting)
+        spec = self.spec(role, setting, sparsity)
         store = self.store(spec)
         if store.exists():
             return store
@@ -186,12 +190,23 @@ class Stages:
 
     def facts(self, setting: Setting) -> ModelFacts:
         """The attacked victim's accuracies, sparsity, footprint and defense record in `setting`."""
-        meta = self.model(VICTIM, setting).meta()
+        store = self.model(VICTIM, setting)
+        meta = store.meta()
         sparsity = meta["sparsity"]
-        return ModelFacts(meta["train_accuracy"], meta["dev_accuracy"], meta["test_accuracy"], meta["best_epoch"],
+        accuracies = (meta["train_accuracy"], meta["dev_accuracy"], meta["test_accuracy"])
+        footprint = meta.get("footprint")
+        if self.config.attack_artifact != "keras":
+            # The deployed file's accuracy on the members / non-members (the Keras model's kept beside it).
+            target = self.membership(VICTIM, setting)
+            member = target.is_member.astype(bool)
+            correct = target.signals.correct
+            accuracies = (float(correct[member].mean()), None, float(correct[~member].mean()))
+            footprint = {**(footprint or {}), **artifact_facts_of(store, self.config.attack_artifact),
+                         "keras_train_accuracy": meta["train_accuracy"], "keras_test_accuracy": meta["test_accuracy"]}
+        return ModelFacts(*accuracies, meta["best_epoch"],
                           {k: v for k, v in sparsity.items() if k != "layers"},
                           {name: layer["sparsity"] for name, layer in sparsity["layers"].items()},
-                          meta.get("footprint"), meta.get("original_footprint"), meta.get("pruner_info"),
+                          footprint, meta.get("original_footprint"), meta.get("pruner_info"),
                           meta.get("defense"))
 
     def say(self, message: str) -> None:
@@ -200,15 +215,22 @@ class Stages:
 
     # -- signals ----------------------------------------------------------------------------------------
     def _signals_path(self, store: ModelStore, subset: str) -> Path:
-        return store.directory / f"signals-{stable_hash(dataclasses.asdict(self.config.signals), 8)}-{subset}.npz"
+        artifact = "" if self.config.attack_artifact == "keras" else f"{self.config.attack_artifact}-"
+        return (store.directory /
+                f"signals-{stable_hash(dataclasses.asdict(self.config.signals), 8)}-{artifact}{subset}.npz")
 
     def _cached_signals(self, store: ModelStore, subset: str, index: np.ndarray, with_sensitivity: bool,
                         net: Optional[keras.Model]) -> Signals:
         path = self._signals_path(store, subset)
         if path.exists():
             return Signals.load(path)
-        signals = compute_signals(net or store.load(), *self.arrays(index), self.config.signals,
-                                  with_sensitivity=with_sensitivity)
+        if self.config.attack_artifact != "keras":
+            data, facts = cached_artifact(store.directory, self.config.attack_artifact, lambda: net or store.load())
+            signals = artifact_signals(data, facts["ends_in_softmax"], *self.arrays(index), self.config.signals,
+                                       with_sensitivity=with_sensitivity)
+        else:
+            signals = compute_signals(net or store.load(), *self.arrays(index), self.config.signals,
+                                      with_sensitivity=with_sensitivity)
         signals.save(path)
         faults.point("stage.signals")
         return signals
@@ -218,13 +240,25 @@ class Stages:
         cached = all(self._signals_path(store, subset).exists() for subset in subsets)
         return None if cached else store.load()
 
-    def membership(self, role: Role, setting: Setting) -> MembershipSet:
-        """Members = the model's training split, non-members = its held-out test split."""
-        store = self.model(role, setting)
+    def released_versions(self, setting: Setting) -> List[Tuple[Setting, Optional[float]]]:
+        """The other released versions of a pruned setting's models, as (setting, sparsity) of `model`: the dense
+        original first, then each other released sparsity. A dense model is released alone."""
+        if not setting.pruned:
+            return []
+        return [(roles_lib.SETTINGS["original"], None)] + [(setting, s) for s in self.config.released_sparsities]
+
+    def membership(self, role: Role, setting: Setting, sparsity: Optional[float] = None) -> MembershipSet:
+        """Members = the model's training split, non-members = its held-out test split; in a pruned setting
+        the signals carry the same samples' signals under the model's other released versions."""
+        store = self.model(role, setting, sparsity)
         part = self.part(role)
         net = self._load_unless_cached(store, ("train", "test"))
-        return MembershipSet.from_parts(self._cached_signals(store, "train", part.train, True, net),
-                                        self._cached_signals(store, "test", part.test, True, net))
+        own = MembershipSet.from_parts(self._cached_signals(store, "train", part.train, True, net),
+                                       self._cached_signals(store, "test", part.test, True, net))
+        if sparsity is not None:
+            return own
+        versions = [self.membership(role, *version).signals for version in self.released_versions(setting)]
+        return MembershipSet(own.signals.with_versions(versions), own.is_member)
 
     def shadow_membership(self, setting: Setting) -> MembershipSet:
         return MembershipSet.concat([self.membership(role, setting) for role in self.shadow_roles()])
@@ -242,28 +276,41 @@ class Stages:
         pool = self.target_index()
         models, population, is_in = [], [], []
         for role in self.shadow_roles() + self.reference_roles():
-            store = self.model(role, setting)
-            subsets = ("target-train", "target-test", "target-dev")
-            net = self._load_unless_cached(store, subsets)
-            train, test, dev = (self._cached_signals(store, name, getattr(victim, name.split("-")[1]), False, net)
-                                for name in subsets)
-            models.append(Signals.concat([train, test]))
+            on_target, dev = self._reference_model_signals(role, setting)
+            versions = [self._reference_model_signals(role, *v)[0] for v in self.released_versions(setting)]
+            models.append(on_target.with_versions(versions))
             population.append(dev)
             is_in.append(np.isin(pool, self.part(role).train))
         victim_store = self.model(VICTIM, setting)
         population_target = self._cached_signals(victim_store, "target-dev", victim.dev, False, None)
         return ReferenceSignals(tuple(models), np.stack(is_in), population_target, tuple(population))
 
+    def _reference_model_signals(self, role: Role, setting: Setting,
+                                 sparsity: Optional[float] = None) -> Tuple[Signals, Signals]:
+        """A model's signals on the target samples (victim train then test) and on the victim dev split."""
+        victim = self.split.victim
+        store = self.model(role, setting, sparsity)
+        subsets = ("target-train", "target-test", "target-dev")
+        net = self._load_unless_cached(store, subsets)
+        train, test, dev = (self._cached_signals(store, name, getattr(victim, name.split("-")[1]), False, net)
+                            for name in subsets)
+        return Signals.concat([train, test]), dev
+
     def build_models(self, settings: Sequence[Setting]) -> None:
-        """Train every model the settings attack, originals first (they are shared), with progress and ETA."""
-        plan = [(role, setting) for setting in [roles_lib.SETTINGS["original"]] + [s for s in settings if s.pruned]
+        """Train every model the settings attack, originals first (they are shared), then the other released
+        sparsities, with progress and ETA."""
+        plan = [(role, setting, None) for setting in [roles_lib.SETTINGS["original"]] + [s for s in settings if s.pruned]
                 for role in self.all_roles()]
-        todo = [(role, setting) for role, setting in plan if not self.store(self.spec(role, setting)).exists()]
+        plan += [(role, setting, sparsity) for setting in settings if setting.pruned
+                 for _, sparsity in self.released_versions(setting)[1:] for role in self.all_roles()]
+        todo = [(role, setting, sparsity) for role, setting, sparsity in plan
+                if not self.store(self.spec(role, setting, sparsity)).exists()]
         with Progress(len(todo), "models") as progress:
-            for role, setting in todo:
+            for role, setting, sparsity in todo:
                 progress.start(f"{'pruning' if setting.pruned else 'training'} {role}"
+                               + (f" @ {sparsity:g}" if sparsity is not None else "")
                                + (f" ({setting.name.replace('_', ' ')})" if setting.adaptive else ""))
-                self.model(role, setting)
+                self.model(role, setting, sparsity)
                 progress.step()
 
 
@@ -283,3 +330,9 @@ def check_balanced_disjoint(split: Split, max_samples: int = 0) -> None:
         hint = (f"use a larger subset (--max_samples well above {max_samples}) so the split can balance them"
                 if max_samples else "delete the split file to re-make it")
         raise CheckpointError(f"victim members ({members}) and non-members ({non_members}) are unbalanced; {hint}")
+
+
+def artifact_facts_of(store: ModelStore, kind: str) -> Dict:
+    """Size facts of a model's cached artefact (converted by its signals stage)."""
+    _, facts = cached_artifact(store.directory, kind, store.load)
+    return {k: v for k, v in facts.items() if k != "ends_in_softmax"}
