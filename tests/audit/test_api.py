@@ -10,6 +10,7 @@ import pytest
 import tfprune_mia
 from tfprune_mia import MembershipSet, audit, compute_signals
 from tfprune_mia.attacks import SignalConfig
+from tfprune_mia.audit.core import audit as audit_function
 from tfprune_mia.audit.results import AuditResult, ExperimentResult
 from tfprune_mia.backend import keras, set_seed
 from tfprune_mia.data import load_dataset
@@ -59,7 +60,7 @@ def test_public_docstring_examples_run(small_world, tmp_path):
              "TINY_TRAIN": TrainConfig(epochs=1, batch_size=64), "SignalConfig": SignalConfig,
              "compute_signals": compute_signals, "MembershipSet": MembershipSet,
              "make_attack": tfprune_mia.make_attack}
-    functions = [tfprune_mia.audit, tfprune_mia.compute_signals, tfprune_mia.make_attack, tfprune_mia.run_experiment]
+    functions = [audit_function, tfprune_mia.compute_signals, tfprune_mia.make_attack, tfprune_mia.run_experiment]
     runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
     for function in functions:
         tests = doctest.DocTestFinder().find(function, globs=dict(globs))
@@ -107,6 +108,16 @@ def test_softmax_output_models_give_the_same_signals_as_logit_models(small_world
     np.testing.assert_allclose(soft.posteriors, plain.posteriors, atol=1e-5)
     np.testing.assert_allclose(soft.sensitivity, plain.sensitivity, rtol=1e-3, atol=1e-2)
     np.testing.assert_allclose(soft.logit_confidence, plain.logit_confidence, rtol=1e-4, atol=1e-3)
+
+
+def test_audit_means_the_function_even_after_its_package_was_imported(small_world):
+    import tfprune_mia.audit.results  # noqa: F401  (binds the package to tfprune_mia.audit)
+
+    x, y, net, shadow_net = small_world
+    target = MembershipSet.from_parts(compute_signals(net, x[:100], y[:100], SignalConfig(2)),
+                                      compute_signals(net, x[200:300], y[200:300], SignalConfig(2)))
+    result = tfprune_mia.audit(target, target, attacks=("loss",), bootstrap_resamples=0)
+    assert isinstance(result, AuditResult)
 
 
 def test_the_package_root_exports_the_public_surface_lazily():

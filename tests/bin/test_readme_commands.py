@@ -31,3 +31,19 @@ def test_the_readme_commands_run_in_order_after_the_demo(tmp_path):
         result = subprocess.run([sys.executable, "-m", f"tfprune_mia.bin.{binary}", *extra, *flags], cwd=tmp_path,
                                 capture_output=True, text=True, env=env, timeout=900)
         assert result.returncode == 0, f"{binary} {flags}: {result.stderr[-1500:]}"
+
+
+@pytest.mark.slow
+def test_the_readme_demo_output_is_what_train_prune_prints(tmp_path):
+    """The demo exactly as the quick start runs it: its table equals the README's example, line for line up to
+    the README's '...', and stderr holds nothing but progress lines."""
+    expected = re.search(r"Example output.*?```\n(.*?)```", README.read_text(), re.S).group(1).splitlines()
+    expected = expected[:expected.index("  ...")]
+    env = {**os.environ, "TFPRUNE_MIA_PROGRESS": "1"}
+    result = subprocess.run([sys.executable, "-m", "tfprune_mia.bin.train_prune"], cwd=tmp_path,
+                            capture_output=True, text=True, env=env, timeout=1800)
+    assert result.returncode == 0, result.stderr[-1500:]
+    assert result.stdout.splitlines()[:len(expected)] == expected
+    noise = [line for line in result.stderr.replace("\r", "\n").splitlines()
+             if line.strip() and not line.startswith("[")]
+    assert not noise, noise[:5]

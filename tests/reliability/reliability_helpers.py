@@ -36,13 +36,18 @@ def last_line(stderr: str) -> str:
 
 
 def snapshot(root: Path) -> Dict[str, Tuple[int, int, str]]:
-    """relative path -> (size, mtime_ns, sha256) of every file under root."""
+    """relative path -> (size, mtime_ns, sha256) of every file under root, bar the advisory lock files (which
+    record the last process that held them; they hold no data)."""
     root = Path(root)
     if not root.exists():
         return {}
     return {str(path.relative_to(root)): (path.stat().st_size, path.stat().st_mtime_ns,
                                           hashlib.sha256(path.read_bytes()).hexdigest())
-            for path in sorted(root.rglob("*")) if path.is_file()}
+            for path in sorted(root.rglob("*")) if path.is_file() and not is_lock_file(path)}
+
+
+def is_lock_file(path: Path) -> bool:
+    return path.name.startswith(".") and path.name.endswith(".lock")
 
 
 def completed_artefacts(root: Path) -> Dict[str, Tuple[int, int, str]]:

@@ -87,14 +87,14 @@ FLAG_CASES = [
     ("--num_reference_models=3", "num_reference_models=3: must be an even number"),
     ("--max_samples=-1", "max_samples=-1: use 0 (all records) or at least 20"),
     ("--max_samples=20", "too unbalanced to measure membership inference; use a larger subset"),
-    ("--slimming_l1=-1", "slimming_l1=-1.0: must be >= 0"),
-    ("--admm_iterations=0", "admm_iterations=0, admm_epochs=1: both must be at least 1"),
-    ("--admm_rho=0", "admm_rho=0.0, admm_rho_growth=1.3, admm_rho_max=1.0: ADMM needs rho > 0"),
+    ("--pruner=slimming --slimming_l1=-1", "slimming_l1=-1.0: must be >= 0"),
+    ("--pruner=admm --admm_iterations=0", "admm_iterations=0, admm_epochs=1: both must be at least 1"),
+    ("--pruner=admm --admm_rho=0", "admm_rho=0.0, admm_rho_growth=1.3, admm_rho_max=1.0: ADMM needs rho > 0"),
     ("--defense_arg=-1", "defense_arg=-1.0: must be >= 0"),
-    ("--adv_steps=0", "adv_steps=0: the inference model needs at least 1 step"),
-    ("--dp_clip=0", "dp_clip=0.0: the clip norm must be positive"),
-    ("--dp_target_epsilon=0", "dp_target_epsilon=0.0: must be positive"),
-    ("--dp_delta=1", "dp_delta=1.0: must be in (0, 1)"),
+    ("--defense=adv --adv_steps=0", "adv_steps=0: the inference model needs at least 1 step"),
+    ("--defense=dp --dp_clip=0", "dp_clip=0.0: the clip norm must be positive"),
+    ("--defense=dp --dp_target_epsilon=0", "dp_target_epsilon=0.0: must be positive"),
+    ("--defense=dp --dp_delta=1", "dp_delta=1.0: must be in (0, 1)"),
     ("--m_by_n=2-4", "m_by_n='2-4': write it as M:N"),
     ("--flagfile=/nonexistent/x.flags", "unable to open flagfile: [Errno 2] No such file or directory"),
 ]
@@ -103,7 +103,7 @@ FLAG_CASES = [
 @pytest.mark.parametrize("flag,message", FLAG_CASES)
 def test_bad_flag(tmp_path, train_prune, flag, message):
     root = tmp_path / "runs"
-    code, _, err = train_prune(f"--run_root={root}", flag)
+    code, _, err = train_prune(f"--run_root={root}", *flag.split())  # an option comes with its component
     assert_one_line_error(code, err, message)
     assert "ERROR::" not in err and err.count("error:") == 1, err
     assert not root.exists()

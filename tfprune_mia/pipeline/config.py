@@ -13,6 +13,7 @@ from tfprune_mia.artifacts import ARTIFACTS
 from tfprune_mia.attacks import ATTACKS, SignalConfig
 from tfprune_mia.audit.core import DEFAULT_ATTACKS, derived_seed, unique_attacks
 from tfprune_mia.data import DATASETS
+from tfprune_mia.data.splits import make_split
 from tfprune_mia.defenses import DefenseConfig, make_defense
 from tfprune_mia.errors import ConfigError
 from tfprune_mia.io import stable_hash
@@ -75,6 +76,8 @@ class ExperimentConfig:
                               "(models come in complementary pairs so each sample is IN for half of them)")
         if self.max_samples < 0 or 0 < self.max_samples < 20:
             raise ConfigError(f"max_samples={self.max_samples}: use 0 (all records) or at least 20")
+        if self.max_samples:  # a subset too small to balance members and non-members fails now, not after loading
+            make_split(self.max_samples, self.seed, self.num_shadows)
         if self.adaptive and not self.defense.enabled:
             raise ConfigError("--adaptive needs a defense to adapt to; pass e.g. --defense=ppb")
         required = _required_pruner(self.defense)

@@ -143,11 +143,14 @@ def run_experiment(config: ExperimentConfig) -> ExperimentResult:
     path = result_path(config)
     # A second process on the same configuration waits, then reuses the result; other configurations run on
     # (each model stage has its own lock, so shared originals are trained once).
+    stages = Stages(config)
+    if not path.exists():
+        stages.dataset  # read and checked before anything is written: bad data leaves no run directory behind
     with result_lock(path):
         if path.exists():
             logging.debug("reusing %s", path)
             return ExperimentResult.load(path)
-        return evaluate(Stages(config), path)
+        return evaluate(stages, path)
 
 
 def rerun_attacks(config: ExperimentConfig) -> ExperimentResult:
