@@ -12,11 +12,12 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 from tfprune_mia.attacks import ATTACKS, SignalConfig
 from tfprune_mia.audit.core import DEFAULT_ATTACKS, derived_seed, unique_attacks
 from tfprune_mia.data import DATASETS
-from tfprune_mia.defenses import DefenseConfig, make_defense
+from tfprune_mia.data.canaries import CANARY_KINDS
+from tfprune_mia.defenses import DEFENSES, DefenseConfig, make_defense
 from tfprune_mia.errors import ConfigError
 from tfprune_mia.io import stable_hash
 from tfprune_mia.models import MODELS
-from tfprune_mia.pruning import PruneConfig
+from tfprune_mia.pruning import PruneConfig, make_pruner
 from tfprune_mia.training import TrainConfig
 
 # Bump when the layout or meaning of cached artefacts changes; older run directories are then refused.
@@ -48,6 +49,10 @@ class ExperimentConfig:
     adaptive: bool = False
     # Use a seeded random subset of this many records (0: all), for affordable CPU runs; own run directory.
     max_samples: int = 0
+    # Canaries for the privacy audit (audit/privacy.py): this many records of the shadow half, made `canary_kind`,
+    # each added to the victim's training set with probability 1/2 (0: none; the victim's splits never change).
+    canaries: int = 0
+    canary_kind: str = "mislabel"
 
     def __post_init__(self):
         spec = DATASETS.get(self.dataset)
@@ -75,6 +80,10 @@ class ExperimentConfig:
         if required and pruners != {required}:
             raise ConfigError(f"defense {self.defense.name} is built on the {required} pruner; pass "
                               f"--pruner={required} (and the same for the shadows with --adaptive)")
+        DEFENSES.get(self.defense.name).check_pruner(self.defense, make_pruner(self.prune))
+        if self.canaries < 0:
+            raise ConfigError(f"canaries={self.canaries}: use 0 (no privacy audit) or e.g. 500")
+        CANARY_KINDS.get(self.canary_kind)
         needs_in = [name for name in self.attacks if ATTACKS.get(name).needs_in_models]
         if needs_in and self.num_reference_models < 2:
             raise ConfigError(f"attacks {', '.join(needs_in)} need IN reference models; pass "
@@ -100,6 +109,10 @@ class ExperimentConfig:
             return self.defense
         return DefenseConfig()
 
+    def canary_key(self) -> str:
+        """The canary set's name in the run directory ('' without canaries)."""
+        return f"canaries{self.canaries}-{self.canary_kind}" if self.canaries else ""
+
     def original_key(self) -> str:
         return "original-" + stable_hash([FORMAT_VERSION, self.dataset, self.model, self.seed,
                                           dataclasses.asdict(self.train)], 8)
@@ -119,6 +132,9 @@ class ExperimentConfig:
     def to_dict(self) -> Dict:
         config = dataclasses.asdict(self)
         config.pop("run_root")
+        if not self.canaries:  # results of runs without canaries keep their keys
+            config.pop("canaries")
+            config.pop("canary_kind")
         return config
 
     @staticmethod
