@@ -152,7 +152,7 @@ def _defense_lines(result: ExperimentResult) -> List[str]:
         covers = defense.get("covers_released_model", False)
         lines.append(f"  DP {'end to end' if covers else 'fine-tuning'}: epsilon = {defense['epsilon']:.3f} "
                      f"(RDP{pld}) at delta = {defense['delta']:.3g} (sigma {defense['noise_multiplier']:.3f}, "
-                     f"clip {defense['l2_norm_clip']:g}, {defense['steps']} steps)")
+                     f"clip {defense['l2_norm_clip']:g}, {_dp_steps(defense)})")
         if not covers:
             lines.append("  this epsilon covers the fine-tuning only: the original was trained on the same records "
                          "without DP, so it is no guarantee for the released model (--dp_scope=end_to_end is)")
@@ -165,6 +165,13 @@ def _defense_lines(result: ExperimentResult) -> List[str]:
             lines.append(f"  {name:14s}  " + "  ".join(f"{plain[key]:.4f} / {adaptive[key]:.4f}"
                                                       for key, _ in ATTACK_COLUMNS))
     return lines
+
+
+def _dp_steps(defense) -> str:
+    stages = defense.get("stages") or []
+    if len(stages) > 1:
+        return " + ".join(str(stage["steps"]) for stage in stages) + " steps over the training stages"
+    return f"{defense['steps']} steps"
 
 
 def privacy_audit_lines(result: ExperimentResult) -> List[str]:

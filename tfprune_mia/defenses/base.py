@@ -1,8 +1,9 @@
 """What every defense provides, and the config that selects one (Yuan & Zhang 2022; MCMIA; docs/paper_map.md).
 
 A defense acts while the pruned model is fine-tuned (for MCMIA: during ADMM and masked retraining); the original
-models are trained normally, except where the defense `trains_original` (DP end to end: the victim's original too). It contributes loss terms / training hooks to that fine-tuning and,
-optionally, a record for the run (DP's epsilon). The attacker's shadows go through the same code: a non-adaptive
+models are trained normally, except where the defense `trains_original` (DP end to end: the victim's original
+too). It contributes loss terms / training hooks to that training and, optionally, a record for the run (DP's
+epsilon). The attacker's shadows go through the same code: a non-adaptive
 attacker's shadows get the `none` defense, an adaptive attacker's get the victim's defense and strength.
 """
 from __future__ import annotations
