@@ -111,6 +111,15 @@ def test_the_experiment_config_carries_every_option_to_victim_and_shadows(parse)
     assert config.defense.options.steps == 2
 
 
+def test_canary_flags_reach_the_experiment_config(parse):
+    parse("--canaries=50", "--canary_kind=noise")
+    config = common.experiment_config_from_flags()
+    assert (config.canaries, config.canary_kind) == (50, "noise")
+    parse("--canary_kind=typo")
+    with pytest.raises(ConfigError, match="typo"):
+        common.experiment_config_from_flags()
+
+
 @pytest.mark.parametrize("argv, fragment", [
     (["--pruner=l1_filter", "--scope=global"], "--scope is an option of pruner l1_unstructured"),
     (["--slimming_l1=0.01"], "--slimming_l1 is an option of pruner slimming"),
