@@ -19,10 +19,10 @@ Gaussian noise, and epsilon from the RDP and PLD accountants (defenses/accountin
 - Scope `finetune` (the default): epsilon covers the fine-tuning only. The original model was trained on the same
   members without DP and the masks come from it, so the released model is not DP as a whole; the number measures
   this stage. Scope `end_to_end`: the original victim is trained with DP-SGD too (its BatchNorm frozen at
-  initialisation, for the reason above), the pruning masks are chosen from
-  its (private) weights, which is post-processing, and both runs compose into one epsilon that covers the released
-  model. Pruners that train on the data before choosing masks (their own pre-phase) would spend privacy outside the
-  accountant, so they are refused in that scope.
+  initialisation, for the reason above), the pruning masks are chosen from its (private) weights, which is
+  post-processing, and both runs compose into one epsilon that covers the released model. Pruners that train on
+  the data before choosing masks (their own pre-phase) would spend privacy outside the accountant, so they are
+  refused in that scope.
 """
 from __future__ import annotations
 
