@@ -25,6 +25,7 @@ EXAMPLES = {
     "admm_iterations": "3", "admm_epochs": "2", "admm_rho": "0.01", "admm_rho_growth": "1.5", "admm_rho_max": "0.5",
     "adv_mode": "as_coded", "adv_steps": "3", "mcmia_retrain_game": False,
     "dp_clip": "2.0", "dp_target_epsilon": "8", "dp_delta": "1e-5", "dp_optimizer": "sgd",
+    "dp_scope": "end_to_end",
 }
 # Options whose only non-default value is refused for that component: the flag must arrive and be refused.
 REFUSED = {("mcmia", "adv_mode"): "mcmia runs the proper min-max game"}
@@ -108,6 +109,15 @@ def test_the_experiment_config_carries_every_option_to_victim_and_shadows(parse)
     config = common.experiment_config_from_flags()
     assert config.prune.options.iterations == 3 and config.shadow_prune.options.iterations == 3
     assert config.defense.options.steps == 2
+
+
+def test_canary_flags_reach_the_experiment_config(parse):
+    parse("--canaries=50", "--canary_kind=noise")
+    config = common.experiment_config_from_flags()
+    assert (config.canaries, config.canary_kind) == (50, "noise")
+    parse("--canary_kind=typo")
+    with pytest.raises(ConfigError, match="typo"):
+        common.experiment_config_from_flags()
 
 
 @pytest.mark.parametrize("argv, fragment", [

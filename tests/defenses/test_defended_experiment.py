@@ -8,6 +8,7 @@ import pytest
 from tfprune_mia.backend import keras, set_seed
 from tfprune_mia.data import load_dataset
 from tfprune_mia.defenses import AdvOptions, DefenseConfig, DefenseContext, MCMIAOptions, make_defense
+from tfprune_mia.defenses.accounting import default_delta
 from tfprune_mia.errors import ConfigError
 from tfprune_mia.pipeline.config import ExperimentConfig
 from tfprune_mia.pipeline.experiment import run_experiment
@@ -91,9 +92,12 @@ def test_adaptive_attack_uses_defended_shadows_and_shares_the_undefended_ones(tm
 def test_dp_epsilon_lands_in_the_run_json(tmp_path):
     report = run_experiment(dataclasses.replace(tiny_config(tmp_path), defense=DefenseConfig("dp", 1.0)))
     defense = report.pruned.model.defense
-    assert 0 < defense["epsilon"] < float("inf") and defense["delta"] == pytest.approx(1 / defense["members"])
+    assert 0 < defense["epsilon"] < float("inf")
+    assert defense["delta"] == pytest.approx(default_delta(defense["members"]))
+    assert defense["delta"] < 1 / defense["members"]
+    assert 0 < defense["epsilon_pld"] < defense["epsilon"] and defense["covers_released_model"] is False
     assert defense["members"] < 600 and defense["steps"] == defense["epochs"] * int(np.ceil(defense["members"] / 32))
-    assert "epsilon = " in summary_table(report)
+    assert "epsilon = " in summary_table(report) and "covers the fine-tuning only" in summary_table(report)
     assert "dp-s1-c1-adam" in defense_comparison_table([report])
 
 

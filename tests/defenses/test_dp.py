@@ -4,9 +4,12 @@ import pytest
 from tfprune_mia.backend import keras, set_seed, tf
 from tfprune_mia.data import load_dataset
 from tfprune_mia.defenses import DefenseConfig, DefenseContext, DPOptions, make_defense
+from tfprune_mia.defenses.accounting import DpSgdStage, composed_epsilon
 from tfprune_mia.defenses.dp import DPTraining, calibrate_noise, dp_epsilon
 from tfprune_mia.errors import ConfigError
 from tfprune_mia.models import build_model
+from tfprune_mia.pipeline.config import ExperimentConfig
+from tfprune_mia.pruning import PruneConfig
 from tfprune_mia.training import FitResult, TrainConfig, TrainingModel, fit_classifier
 
 
@@ -75,14 +78,44 @@ def test_epsilon_accounting():
     assert dp_epsilon(sigma, q, 2000, delta) <= 3.0 < dp_epsilon(sigma * 0.98, q, 2000, delta)
 
 
-def test_summary_reports_epsilon_at_one_over_n_and_target_epsilon_calibrates():
+def test_summary_reports_both_accountants_at_a_delta_below_one_over_n_and_target_epsilon_calibrates():
     members = (np.zeros((1000, 3), np.float32), np.zeros(1000, np.int64))
     context = DefenseContext(members, members, 2, TrainConfig(epochs=5, batch_size=100), 0)
     fit = FitResult(best_epoch=2, best_dev_accuracy=0.5, epochs_run=4, history={}, epochs_completed=4)
     summary = make_defense(DefenseConfig("dp", 1.1)).summary(context, fit)
-    assert summary["delta"] == pytest.approx(1e-3) and summary["steps"] == 40
-    assert summary["epsilon"] == pytest.approx(dp_epsilon(1.1, 0.1, 40, 1e-3))
+    assert summary["delta"] == pytest.approx(1e-5) and summary["steps"] == 40  # min(1e-5, 1000^-1.1)
+    assert summary["epsilon"] == pytest.approx(dp_epsilon(1.1, 0.1, 40, 1e-5))
+    assert summary["epsilon_pld"] == pytest.approx(dp_epsilon(1.1, 0.1, 40, 1e-5, "pld"))
+    assert summary["epsilon_pld"] < summary["epsilon"]  # PLD is the tighter upper bound
+    assert summary["scope"] == "finetune" and summary["covers_released_model"] is False
     assert "epsilon" in summary["statement"].lower()
     calibrated = make_defense(DefenseConfig("dp", options=DPOptions(target_epsilon=2.0, delta=1e-5)))
     sigma = calibrated.noise_multiplier(context)
     assert dp_epsilon(sigma, 0.1, 50, 1e-5) == pytest.approx(2.0, rel=0.01)  # 5 epochs x 10 steps
+
+
+def test_end_to_end_scope_composes_the_original_stage_and_covers_the_released_model():
+    members = (np.zeros((1000, 3), np.float32), np.zeros(1000, np.int64))
+    original = {"noise_multiplier": 1.0, "sample_rate": 0.1, "steps": 100}
+    config = DefenseConfig("dp", 1.1, DPOptions(scope="end_to_end"))
+    context = DefenseContext(members, members, 2, TrainConfig(epochs=5, batch_size=100), 0,
+                             prior_stages=(original,))
+    fit = FitResult(best_epoch=2, best_dev_accuracy=0.5, epochs_run=4, history={}, epochs_completed=4)
+    summary = make_defense(config).summary(context, fit)
+    alone = dp_epsilon(1.1, 0.1, 40, 1e-5)
+    composed = composed_epsilon([DpSgdStage(1.0, 0.1, 100), DpSgdStage(1.1, 0.1, 40)], 1e-5)
+    assert summary["epsilon"] == pytest.approx(composed) and composed > alone
+    assert summary["covers_released_model"] is True and len(summary["stages"]) == 2
+    assert config.key.endswith("-e2e") and DefenseConfig("dp", 1.1).key != config.key
+    with pytest.raises(ConfigError, match="dp_target_epsilon cannot be combined with dp_scope=end_to_end"):
+        DPOptions(scope="end_to_end", target_epsilon=4.0)
+
+
+def test_end_to_end_refuses_pruners_that_train_before_masking():
+    dp = DefenseConfig("dp", options=DPOptions(scope="end_to_end"))
+    with pytest.raises(ConfigError, match="dp_scope=end_to_end needs masks chosen from the private weights"):
+        ExperimentConfig(dataset="digits", defense=dp, prune=PruneConfig("admm", 0.7))
+    with pytest.raises(ConfigError, match="--dp_scope=finetune"):
+        ExperimentConfig(dataset="digits", model="small_cnn", defense=dp, prune=PruneConfig("slimming", 0.5))
+    ExperimentConfig(dataset="digits", defense=dp, prune=PruneConfig("l1_unstructured", 0.7))
+    ExperimentConfig(dataset="digits", defense=DefenseConfig("dp"), prune=PruneConfig("admm", 0.7))

@@ -15,6 +15,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 import numpy as np
 
 from tfprune_mia.audit.metrics import METRIC_NAMES
+from tfprune_mia.audit.privacy import PrivacyAudit
 from tfprune_mia.errors import CheckpointError
 
 # Result files this version reads; 1 = the layout since the first release (unchanged).
@@ -111,7 +112,8 @@ class ModelFacts:
 
 @dataclasses.dataclass(frozen=True)
 class AuditResult:
-    """Every attack on one model, with the model's prediction-divergence analysis and facts."""
+    """Every attack on one model, with the model's prediction-divergence analysis and facts, and (with canaries)
+    the canary audit's epsilon lower bounds."""
 
     attacks: Mapping[str, AttackResult]
     divergence: Mapping[str, Any] = dataclasses.field(default_factory=dict)
@@ -119,6 +121,7 @@ class AuditResult:
     tf_privacy: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     is_member: Optional[np.ndarray] = dataclasses.field(default=None, compare=False, repr=False)
     labels: Optional[np.ndarray] = dataclasses.field(default=None, compare=False, repr=False)
+    privacy_audit: Optional[PrivacyAudit] = None
 
     def __getitem__(self, attack: str) -> AttackResult:
         return self.attacks[attack]
@@ -141,14 +144,17 @@ class AuditResult:
         return audit_table(self)
 
     def to_dict(self) -> Dict[str, Any]:
-        return {"model": self.model.to_dict(), "attacks": {n: r.to_dict() for n, r in self.attacks.items()},
-                "divergence": dict(self.divergence), "tf_privacy": dict(self.tf_privacy)}
+        record = {"model": self.model.to_dict(), "attacks": {n: r.to_dict() for n, r in self.attacks.items()},
+                  "divergence": dict(self.divergence), "tf_privacy": dict(self.tf_privacy)}
+        if self.privacy_audit is not None:  # absent without canaries, as in files of earlier versions
+            record["privacy_audit"] = self.privacy_audit.to_dict()
+        return record
 
     @staticmethod
     def from_dict(data: Mapping[str, Any]) -> "AuditResult":
         return AuditResult({name: AttackResult.from_dict(name, value) for name, value in data["attacks"].items()},
                            data.get("divergence", {}), ModelFacts.from_dict(data.get("model", {})),
-                           data.get("tf_privacy", {}))
+                           data.get("tf_privacy", {}), privacy_audit=_privacy_audit(data.get("privacy_audit")))
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -211,13 +217,15 @@ class ExperimentResult:
         return summary_table(self)
 
     def to_dict(self) -> Dict[str, Any]:
+        audits = {s: a.privacy_audit.to_dict() for s, a in self.settings.items() if a.privacy_audit is not None}
         return {"format_version": RESULT_FORMAT, "config": dict(self.config), "versions": dict(self.versions),
                 "split_fingerprint": self.split_fingerprint,
                 "models": {s: a.model.to_dict() for s, a in self.settings.items()},
                 "attacks": {s: {n: r.to_dict() for n, r in a.attacks.items()} for s, a in self.settings.items()},
                 "divergence": {s: dict(a.divergence) for s, a in self.settings.items()},
                 "tf_privacy": {s: dict(a.tf_privacy) for s, a in self.settings.items()},
-                "figures": dict(self.figures), "seconds": float(self.seconds), **dict(self.extra)}
+                "figures": dict(self.figures), "seconds": float(self.seconds),
+                **({"privacy_audit": audits} if audits else {}), **dict(self.extra)}
 
     @staticmethod
     def from_dict(data: Mapping[str, Any], path: Optional[str] = None) -> "ExperimentResult":
@@ -228,13 +236,14 @@ class ExperimentResult:
                                   f"this version reads {', '.join(map(str, RESULT_FORMATS))}); use another "
                                   "--run_root or delete that file")
         known = {"format_version", "config", "versions", "split_fingerprint", "models", "attacks", "divergence",
-                 "tf_privacy", "figures", "seconds", "result_path"}
+                 "tf_privacy", "figures", "seconds", "result_path", "privacy_audit"}
         settings = {}
         for setting, attacks in data["attacks"].items():
             settings[setting] = AuditResult(
                 {name: AttackResult.from_dict(name, value) for name, value in attacks.items()},
                 data.get("divergence", {}).get(setting, {}), ModelFacts.from_dict(data["models"].get(setting, {})),
-                data.get("tf_privacy", {}).get(setting, {}))
+                data.get("tf_privacy", {}).get(setting, {}),
+                privacy_audit=_privacy_audit(data.get("privacy_audit", {}).get(setting)))
         return ExperimentResult(data["config"], settings, data.get("versions", {}),
                                 data.get("split_fingerprint", ""), data.get("figures", {}),
                                 float(data.get("seconds", 0.0)), path,
@@ -248,6 +257,10 @@ class ExperimentResult:
 
     def with_path(self, path) -> "ExperimentResult":
         return dataclasses.replace(self, path=str(path))
+
+
+def _privacy_audit(data: Optional[Mapping[str, Any]]) -> Optional[PrivacyAudit]:
+    return None if data is None else PrivacyAudit.from_dict(data)
 
 
 def _canonical(data: Mapping[str, Any]) -> Any:

@@ -154,6 +154,7 @@ def summary_table(result: ExperimentResult) -> str:
     lines += _interval_lines(result)
     lines += _tf_privacy_lines(result)
     lines += _defense_lines(result)
+    lines += privacy_audit_lines(result)
     if result.path:
         lines += ["", f"results: {result.path}"]
     return "\n".join(lines)
@@ -178,9 +179,14 @@ def _defense_lines(result: ExperimentResult) -> List[str]:
         return []
     lines = ["", f"defense: {defense['key']}"]
     if "epsilon" in defense:
-        lines.append(f"  DP fine-tuning: epsilon = {defense['epsilon']:.3f} at delta = {defense['delta']:.3g} "
-                     f"(sigma {defense['noise_multiplier']:.3f}, clip {defense['l2_norm_clip']:g}, "
-                     f"{defense['steps']} steps)")
+        pld = f", PLD {defense['epsilon_pld']:.3f}" if "epsilon_pld" in defense else ""
+        covers = defense.get("covers_released_model", False)
+        lines.append(f"  DP {'end to end' if covers else 'fine-tuning'}: epsilon = {defense['epsilon']:.3f} "
+                     f"(RDP{pld}) at delta = {defense['delta']:.3g} (sigma {defense['noise_multiplier']:.3f}, "
+                     f"clip {defense['l2_norm_clip']:g}, {_dp_steps(defense)})")
+        if not covers:
+            lines.append("  this epsilon covers the fine-tuning only: the original was trained on the same records "
+                         "without DP, so it is no guarantee for the released model (--dp_scope=end_to_end is)")
     if "pruned_adaptive" in result.settings:
         lines.append("  attack          " + "  ".join(f"{label} non-adapt / adaptive" for _, label in ATTACK_COLUMNS))
         for name, adaptive in result["pruned_adaptive"].attacks.items():
@@ -189,6 +195,47 @@ def _defense_lines(result: ExperimentResult) -> List[str]:
                 continue
             lines.append(f"  {name:14s}  " + "  ".join(f"{plain[key]:.4f} / {adaptive[key]:.4f}"
                                                       for key, _ in ATTACK_COLUMNS))
+    return lines
+
+
+def _dp_steps(defense) -> str:
+    stages = defense.get("stages") or []
+    if len(stages) > 1:
+        return " + ".join(str(stage["steps"]) for stage in stages) + " steps over the training stages"
+    return f"{defense['steps']} steps"
+
+
+def privacy_audit_lines(result: ExperimentResult) -> List[str]:
+    """Per setting, the canary audit's epsilon lower bound beside the accountant's epsilon, and a warning where a
+    bound exceeds an epsilon that covers the released model."""
+    audits = {s: a.privacy_audit for s, a in result.settings.items() if a.privacy_audit is not None}
+    if not audits:
+        return []
+    first = next(iter(audits.values()))
+    lines = ["", f"canary audit: {first.canaries} {first.canary_kind} canaries ({first.included} IN), one-run "
+                 f"epsilon lower bounds (Steinke et al. 2023) at {first.confidence:.0%} confidence over all attacks"]
+    widths = [18, 12, 10, 24, 10]
+    lines.append(_row(["setting", "eps >= (LB)", "attack", "accountant eps RDP/PLD", "delta"], widths))
+    for setting, audit in audits.items():
+        if audit.accountant_epsilon is None:
+            promised = "-"
+        else:
+            promised = "/".join("-" if v is None else f"{v:.3f}"
+                                for v in (audit.accountant_epsilon, audit.accountant_epsilon_pld)) + (
+                "" if audit.covers_released_model else " (FT)")
+        lines.append(_row([setting, f"{audit.epsilon:.3f}", audit.best_attack or "-", promised,
+                           f"{audit.delta:.3g}"], widths))
+    if any(a.accountant_epsilon is not None and not a.covers_released_model for a in audits.values()):
+        lines.append("  (FT): the accountant covers the DP fine-tuning only, not the released model")
+    skipped = sorted({f"{name} ({why})" for a in audits.values() for name, why in a.skipped.items()})
+    if skipped:
+        lines.append("  not scored on canaries: " + "; ".join(skipped))
+    for setting, audit in audits.items():
+        if audit.violation:
+            lines.append(f"WARNING: {setting}: the canary audit shows epsilon >= {audit.epsilon:.3f} "
+                         f"({audit.best_attack}), above the accountant's {audit.promised_epsilon:.3f} at delta "
+                         f"{audit.delta:.3g}: the DP promise is violated (a bug in the DP training or a wrong "
+                         "accountant)")
     return lines
 
 

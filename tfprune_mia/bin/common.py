@@ -87,6 +87,10 @@ def define_experiment_flags() -> None:
                       "dense original), for the multi-version attacks (pair_conf, pair_lr, pair_lira_offline, "
                       "pair_lira_online); the attacker replicates each.")
     define_defense_flags()
+    flags.DEFINE_integer("canaries", 0, "Canaries for the privacy audit: records of the shadow half, each added to "
+                         "the victim's training set with probability 1/2; the result gets epsilon lower bounds "
+                         "(0: no canary audit).")
+    flags.DEFINE_string("canary_kind", "mislabel", "Canary kind: mislabel (random wrong label), noise, invert.")
     flags.DEFINE_integer("max_samples", 0, "Use a seeded random subset of this many records (0: all) for "
                          "affordable CPU runs; it gets its own run directory.")
     register_flag_checks()
@@ -149,8 +153,12 @@ def define_defense_flags() -> None:
     flags.DEFINE_float("dp_clip", 1.0, "dp: per-example gradient clip norm C.")
     flags.DEFINE_float("dp_target_epsilon", None, "dp: calibrate the noise multiplier to this epsilon over "
                        "--finetune_epochs (overrides --defense_arg).")
-    flags.DEFINE_float("dp_delta", None, "dp: delta of the reported epsilon; default 1/N (N = training set).")
+    flags.DEFINE_float("dp_delta", None, "dp: delta of the reported epsilon; default min(1e-5, N^-1.1) (N = "
+                       "training set).")
     flags.DEFINE_enum("dp_optimizer", "adam", ["adam", "sgd"], "dp: TF Privacy DP optimiser.")
+    flags.DEFINE_enum("dp_scope", "finetune", ["finetune", "end_to_end"], "dp: finetune = DP fine-tuning of a "
+                      "non-private original (its epsilon covers that stage only); end_to_end = the victim's "
+                      "original trained with DP-SGD too, one composed epsilon for the released model.")
 
 
 def options_from_flags(options_class):
@@ -217,7 +225,8 @@ def experiment_config_from_flags():
         signals=SignalConfig(FLAGS.num_perturbations, FLAGS.perturbation_epsilon), run_root=FLAGS.run_root,
         num_reference_models=FLAGS.num_reference_models, bootstrap_resamples=FLAGS.bootstrap_resamples,
         defense=defense_config_from_flags(), adaptive=FLAGS.adaptive, max_samples=FLAGS.max_samples,
-        attack_artifact=FLAGS.attack_artifact, released_sparsities=tuple(map(float, FLAGS.released_sparsities)))
+        attack_artifact=FLAGS.attack_artifact, released_sparsities=tuple(map(float, FLAGS.released_sparsities)),
+        canaries=FLAGS.canaries, canary_kind=FLAGS.canary_kind)
 
 
 def print_result(library_call: Callable, *args) -> None:

@@ -1,8 +1,9 @@
 """What every defense provides, and the config that selects one (Yuan & Zhang 2022; MCMIA; docs/paper_map.md).
 
-A defense acts only while the pruned model is fine-tuned (for MCMIA: during ADMM and masked retraining); the
-original models are always trained normally. It contributes loss terms / training hooks to that fine-tuning and,
-optionally, a record for the run (DP's epsilon). The attacker's shadows go through the same code: a non-adaptive
+A defense acts while the pruned model is fine-tuned (for MCMIA: during ADMM and masked retraining); the original
+models are trained normally, except where the defense `trains_original` (DP end to end: the victim's original
+too). It contributes loss terms / training hooks to that training and, optionally, a record for the run (DP's
+epsilon). The attacker's shadows go through the same code: a non-adaptive
 attacker's shadows get the `none` defense, an adaptive attacker's get the victim's defense and strength.
 """
 from __future__ import annotations
@@ -89,6 +90,8 @@ class DefenseContext:
     member_index: Optional[np.ndarray] = None
     reference_index: Optional[np.ndarray] = None
     evaluation_index: Optional[np.ndarray] = None
+    # Earlier DP-SGD runs on the same records (DpSgdStage fields), which a DP accountant composes with this one.
+    prior_stages: Tuple[Dict, ...] = ()
 
     @property
     def num_members(self) -> int:
@@ -113,6 +116,15 @@ class Defense(abc.ABC):
     @classmethod
     def check_config(cls, config: DefenseConfig) -> None:
         """Raise ConfigError for a strength / options combination this defense cannot honour."""
+
+    @classmethod
+    def trains_original(cls, config: DefenseConfig) -> bool:
+        """Whether the victim's original model is trained under this defense too (DP end to end)."""
+        return False
+
+    @classmethod
+    def check_pruner(cls, config: DefenseConfig, pruner) -> None:
+        """Raise ConfigError when `pruner` (a Pruner) would break what this defense promises."""
 
     @classmethod
     def key(cls, config: DefenseConfig) -> str:

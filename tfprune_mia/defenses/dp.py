@@ -1,5 +1,5 @@
 """DP-SGD fine-tuning with TF Privacy (the authors', fixed as docs/deviations.md says): true per-example clipping,
-Gaussian noise, and epsilon from an RDP accountant (dp_accounting), stored in the run JSON.
+Gaussian noise, and epsilon from the RDP and PLD accountants (defenses/accounting.py), stored in the run JSON.
 
 - Per-example gradients: TrainingModel hands the per-example loss vector and its tape to this hook, which runs
   TF Privacy's DP optimiser (`GenericDPAdamOptimizer` / `GenericDPSGDOptimizer` with a Gaussian sum query,
@@ -14,21 +14,27 @@ Gaussian noise, and epsilon from an RDP accountant (dp_accounting), stored in th
 - Coupled weight decay is added after noising: it depends on the weights only, so it is post-processing.
 - Accounting assumes Poisson sampling with q = B / N (the standard DP-SGD analysis) while Keras feeds shuffled
   fixed-size batches, as TF Privacy's own tutorials do; steps count every epoch run (early stopping selects
-  by the dev split, but over models that saw all those steps). delta defaults to 1 / N.
-- Scope: epsilon covers the fine-tuning only. The original model was trained on the same members without DP
-  and the masks come from it, so the released model is not DP as a whole; the number measures this stage.
+  by the dev split, but over models that saw all those steps). delta defaults to min(1e-5, N^-1.1)
+  (`default_delta`): 1/N would allow exposing one record in N outright.
+- Scope `finetune` (the default): epsilon covers the fine-tuning only. The original model was trained on the same
+  members without DP and the masks come from it, so the released model is not DP as a whole; the number measures
+  this stage. Scope `end_to_end`: the original victim is trained with DP-SGD too (its BatchNorm frozen at
+  initialisation, for the reason above), the pruning masks are chosen from its (private) weights, which is
+  post-processing, and both runs compose into one epsilon that covers the released model. Pruners that train on
+  the data before choosing masks (their own pre-phase) would spend privacy outside the accountant, so they are
+  refused in that scope.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
+from typing import List, Mapping, Optional, Sequence
 
-import dp_accounting
 from tensorflow_privacy.privacy.analysis.compute_dp_sgd_privacy_lib import compute_dp_sgd_privacy_statement
 from tensorflow_privacy.privacy.dp_query.gaussian_query import GaussianSumQuery
 from tensorflow_privacy.privacy.optimizers.dp_optimizer_keras import GenericDPAdamOptimizer, GenericDPSGDOptimizer
 
 from tfprune_mia.backend import keras, tf
+from tfprune_mia.defenses.accounting import DpSgdStage, calibrate_noise, composed_epsilon, default_delta
 from tfprune_mia.defenses.base import DEFENSES, Defense, DefenseContext
 from tfprune_mia.errors import ConfigError
 from tfprune_mia.options import Options, short
@@ -40,32 +46,13 @@ DP_OPTIMIZERS = {"adam": lambda query, lr: GenericDPAdamOptimizer(dp_sum_query=q
                                                                 learning_rate=lr)}
 
 
-def dp_epsilon(noise_multiplier: float, sample_rate: float, steps: int, delta: float) -> float:
-    """epsilon of `steps` Poisson-subsampled Gaussian mechanisms (RDP accountant); inf without noise."""
-    if noise_multiplier <= 0:
-        return float("inf")
-    if steps <= 0:
-        return 0.0
-    accountant = dp_accounting.rdp.RdpAccountant()
-    event = dp_accounting.PoissonSampledDpEvent(sample_rate, dp_accounting.GaussianDpEvent(noise_multiplier))
-    accountant.compose(dp_accounting.SelfComposedDpEvent(event, int(steps)))
-    return float(accountant.get_epsilon(delta))
+SCOPES = ("finetune", "end_to_end")
 
 
-def calibrate_noise(target_epsilon: float, sample_rate: float, steps: int, delta: float) -> float:
-    """The smallest noise multiplier (to 0.1%) whose epsilon after `steps` steps is at most target_epsilon."""
-    low, high = 0.0, 1.0
-    while dp_epsilon(high, sample_rate, steps, delta) > target_epsilon:
-        low, high = high, high * 2
-        if high > 1e4:
-            raise ConfigError(f"dp_target_epsilon={target_epsilon} is unreachable for {steps} steps; raise it")
-    while high - low > 1e-3 * high:
-        middle = 0.5 * (low + high)
-        if dp_epsilon(middle, sample_rate, steps, delta) > target_epsilon:
-            low = middle
-        else:
-            high = middle
-    return high
+def dp_epsilon(noise_multiplier: float, sample_rate: float, steps: int, delta: float,
+               accountant: str = "rdp") -> float:
+    """epsilon of `steps` Poisson-subsampled Gaussian mechanisms; inf without noise, 0 without steps."""
+    return composed_epsilon([DpSgdStage(noise_multiplier, sample_rate, steps)], delta, accountant)
 
 
 class MaskedGaussianSumQuery(GaussianSumQuery):
@@ -126,14 +113,17 @@ class DPTraining(TrainingHook):
 @dataclasses.dataclass(frozen=True)
 class DPOptions(Options):
     """clip: the per-example clip norm C; target_epsilon: calibrate sigma to it for the maximum number of epochs
-    (overrides the strength); delta: of the reported epsilon (None: 1/N of the model's training set); optimizer:
-    the TF Privacy DP optimiser."""
+    (overrides the strength); delta: of the reported epsilon (None: min(1e-5, N^-1.1) of the model's training set
+    of N records); optimizer: the TF Privacy DP optimiser; scope: `finetune` (DP fine-tuning of a non-private
+    original) or `end_to_end` (the original victim trained with DP-SGD too: one composed epsilon for the released
+    model)."""
 
     flag_prefix = "dp"
     clip: float = 1.0
     target_epsilon: Optional[float] = None
     delta: Optional[float] = None
     optimizer: str = "adam"
+    scope: str = "finetune"
 
     def validate(self):
         if not self.clip > 0:
@@ -141,10 +131,17 @@ class DPOptions(Options):
         if self.target_epsilon is not None and not self.target_epsilon > 0:
             raise ConfigError(f"dp_target_epsilon={self.target_epsilon}: must be positive (e.g. 8)")
         if self.delta is not None and not 0 < self.delta < 1:
-            raise ConfigError(f"dp_delta={self.delta}: must be in (0, 1), e.g. 1e-5; omit it for 1/N")
+            raise ConfigError(f"dp_delta={self.delta}: must be in (0, 1), e.g. 1e-5; omit it for min(1e-5, N^-1.1)")
         if self.optimizer not in DP_OPTIMIZERS:
             raise ConfigError(f"unknown dp_optimizer {self.optimizer!r}; choose one of: "
                               f"{', '.join(DP_OPTIMIZERS)}")
+        if self.scope not in SCOPES:
+            raise ConfigError(f"unknown dp_scope {self.scope!r}; choose one of: {', '.join(SCOPES)}")
+        if self.scope == "end_to_end" and self.target_epsilon is not None:
+            # The original is trained before the fine-tuning's length is known to the defense, so a target
+            # cannot be split between the stages here; a fixed sigma composes exactly.
+            raise ConfigError("dp_target_epsilon cannot be combined with dp_scope=end_to_end; set the noise "
+                              "multiplier with --defense_arg (the reported epsilon composes both stages)")
 
 
 @DEFENSES.register("dp")
@@ -158,10 +155,22 @@ class DPSGD(Defense):
         noise = (f"eps{short(options.target_epsilon)}" if options.target_epsilon is not None
                  else f"s{short(config.strength)}")
         delta = "" if options.delta is None else f"-d{short(options.delta)}"
-        return f"dp-{noise}-c{short(options.clip)}-{options.optimizer}{delta}"
+        scope = "" if options.scope == "finetune" else "-e2e"
+        return f"dp-{noise}-c{short(options.clip)}-{options.optimizer}{delta}{scope}"
+
+    @classmethod
+    def trains_original(cls, config) -> bool:
+        return config.options.scope == "end_to_end"
+
+    @classmethod
+    def check_pruner(cls, config, pruner) -> None:
+        if cls.trains_original(config) and pruner.trains_before_masking():
+            raise ConfigError("dp_scope=end_to_end needs masks chosen from the private weights alone, but this "
+                              "pruner trains on the data before choosing them, outside the accountant; use "
+                              "--pruner=l1_unstructured (or another magnitude pruner) or --dp_scope=finetune")
 
     def delta(self, context: DefenseContext) -> float:
-        return self.options.delta if self.options.delta is not None else 1.0 / context.num_members
+        return self.options.delta if self.options.delta is not None else default_delta(context.num_members)
 
     def sample_rate(self, context: DefenseContext) -> float:
         return min(1.0, context.train_config.batch_size / context.num_members)
@@ -180,13 +189,27 @@ class DPSGD(Defense):
         sigma = self.noise_multiplier(context)
         steps = fit.epochs_completed * context.steps_per_epoch
         delta = self.delta(context)
+        stage = DpSgdStage(sigma, self.sample_rate(context), steps)
+        stages = _stages(context.prior_stages) + [stage]
+        end_to_end = self.trains_original(self.config)
         summary = {"noise_multiplier": sigma, "l2_norm_clip": self.options.clip, "delta": delta,
                    "members": context.num_members,
                    "sample_rate": self.sample_rate(context), "steps": steps,
-                   "epochs": fit.epochs_completed, "epsilon": dp_epsilon(sigma, self.sample_rate(context), steps, delta),
-                   "accounting": "RDP, Poisson-subsampled Gaussian (dp_accounting); fine-tuning stage only"}
-        if sigma > 0 and steps > 0:
+                   "epochs": fit.epochs_completed, "scope": self.options.scope,
+                   "epsilon": composed_epsilon(stages, delta, "rdp"),
+                   "epsilon_pld": composed_epsilon(stages, delta, "pld"),
+                   "stages": [dataclasses.asdict(s) for s in stages],
+                   # End to end, every training run on these records is in `stages`; otherwise the original's
+                   # non-private training is not, and the epsilon says nothing about the released model.
+                   "covers_released_model": end_to_end,
+                   "accounting": ("RDP and PLD, Poisson-subsampled Gaussian (dp_accounting); "
+                                  + ("every training stage, composed" if end_to_end else "fine-tuning stage only"))}
+        if sigma > 0 and steps > 0 and len(stages) == 1:
             summary["statement"] = compute_dp_sgd_privacy_statement(
                 number_of_examples=context.num_members, batch_size=context.train_config.batch_size,
                 num_epochs=fit.epochs_completed, noise_multiplier=sigma, delta=delta)
         return summary
+
+
+def _stages(records: Sequence[Mapping]) -> List[DpSgdStage]:
+    return [DpSgdStage(float(r["noise_multiplier"]), float(r["sample_rate"]), int(r["steps"])) for r in records]

@@ -13,12 +13,13 @@ from tfprune_mia.artifacts import ARTIFACTS
 from tfprune_mia.attacks import ATTACKS, SignalConfig
 from tfprune_mia.audit.core import DEFAULT_ATTACKS, derived_seed, unique_attacks
 from tfprune_mia.data import DATASETS
+from tfprune_mia.data.canaries import CANARY_KINDS
 from tfprune_mia.data.splits import make_split
-from tfprune_mia.defenses import DefenseConfig, make_defense
+from tfprune_mia.defenses import DEFENSES, DefenseConfig, make_defense
 from tfprune_mia.errors import ConfigError
 from tfprune_mia.io import stable_hash
 from tfprune_mia.models import MODELS
-from tfprune_mia.pruning import PruneConfig
+from tfprune_mia.pruning import PruneConfig, make_pruner
 from tfprune_mia.training import TrainConfig
 
 # Bump when the layout or meaning of cached artefacts changes; older run directories are then refused.
@@ -56,6 +57,10 @@ class ExperimentConfig:
     # Other sparsities the victim is also released at, beside its dense original: versions for the multi-version
     # attacks (pair_*), each also replicated by the attacker's shadows and reference models.
     released_sparsities: Tuple[float, ...] = ()
+    # Canaries for the privacy audit (audit/privacy.py): this many records of the shadow half, made `canary_kind`,
+    # each added to the victim's training set with probability 1/2 (0: none; the victim's splits never change).
+    canaries: int = 0
+    canary_kind: str = "mislabel"
 
     def __post_init__(self):
         spec = DATASETS.get(self.dataset)
@@ -91,6 +96,10 @@ class ExperimentConfig:
             if not 0.0 < sparsity < 1.0 or sparsity == self.prune.sparsity:
                 raise ConfigError(f"released sparsity {sparsity:g}: must lie in (0, 1) and differ from the attacked "
                                   f"sparsity {self.prune.sparsity:g}; pass e.g. --released_sparsities=0.5,0.9")
+        DEFENSES.get(self.defense.name).check_pruner(self.defense, make_pruner(self.prune))
+        if self.canaries < 0:
+            raise ConfigError(f"canaries={self.canaries}: use 0 (no privacy audit) or e.g. 500")
+        CANARY_KINDS.get(self.canary_kind)
         needs_in = [name for name in self.attacks if ATTACKS.get(name).needs_in_models]
         if needs_in and self.num_reference_models < 2:
             raise ConfigError(f"attacks {', '.join(needs_in)} need IN reference models; pass "
@@ -116,6 +125,10 @@ class ExperimentConfig:
             return self.defense
         return DefenseConfig()
 
+    def canary_key(self) -> str:
+        """The canary set's name in the run directory ('' without canaries)."""
+        return f"canaries{self.canaries}-{self.canary_kind}" if self.canaries else ""
+
     def original_key(self) -> str:
         return "original-" + stable_hash([FORMAT_VERSION, self.dataset, self.model, self.seed,
                                           dataclasses.asdict(self.train)], 8)
@@ -139,6 +152,9 @@ class ExperimentConfig:
         for name, default in (("attack_artifact", "keras"), ("released_sparsities", ())):
             if config[name] == default or config[name] == list(default):
                 config.pop(name)
+        if not self.canaries:  # results of runs without canaries keep their keys
+            config.pop("canaries")
+            config.pop("canary_kind")
         return config
 
     @staticmethod

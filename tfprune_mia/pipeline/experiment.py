@@ -23,6 +23,7 @@ from tfprune_mia.errors import CheckpointError
 from tfprune_mia.io import write_json, write_npz
 from tfprune_mia.locking import directory_lock
 from tfprune_mia.pipeline.attack_cache import AttackCache
+from tfprune_mia.pipeline.canary_audit import privacy_audit
 from tfprune_mia.pipeline.config import ExperimentConfig
 from tfprune_mia.pipeline.roles import SETTINGS, VICTIM, Setting
 from tfprune_mia.pipeline.stages import Stages
@@ -60,8 +61,9 @@ def attack_setting(stages: Stages, setting: Setting) -> Tuple[AuditResult, Membe
                 cache.put(result)
             attacks[name] = result
     tfp = _tf_privacy_suite(target, derived_seed(config.seed, "tf_privacy", setting.name))
+    canaries = privacy_audit(stages, setting) if stages.canaries is not None else None
     result = AuditResult(attacks, divergence_report(target), stages.facts(setting), tfp,
-                         np.asarray(target.is_member), np.asarray(target.signals.labels))
+                         np.asarray(target.is_member), np.asarray(target.signals.labels), canaries)
     return result, target
 
 

@@ -23,8 +23,9 @@ from tfprune_mia.audit.results import ModelFacts
 from tfprune_mia.backend import keras, set_seed
 from tfprune_mia.data import load_dataset
 from tfprune_mia.data.base import Dataset
+from tfprune_mia.data.canaries import CanarySet, load_or_make_canaries, training_arrays
 from tfprune_mia.data.splits import Part, Split, load_or_make_split
-from tfprune_mia.defenses import DefenseConfig, DefenseContext, make_defense
+from tfprune_mia.defenses import DEFENSES, DefenseConfig, DefenseContext, make_defense
 from tfprune_mia.errors import CheckpointError
 from tfprune_mia.io import stable_hash
 from tfprune_mia.locking import directory_lock
@@ -60,6 +61,7 @@ class Stages:
         self.require_cached = require_cached
         self._dataset: Optional[Dataset] = None
         self._split: Optional[Split] = None
+        self._canaries: Optional[CanarySet] = None
 
     # -- data -------------------------------------------------------------------------------------------
     @property
@@ -77,6 +79,27 @@ class Stages:
             # Before any training: a tampered or stale split must not silently bias the privacy numbers.
             check_balanced_disjoint(self._split, self.config.max_samples)
         return self._split
+
+    @property
+    def canaries(self) -> Optional[CanarySet]:
+        """The audit's canaries (None without --canaries): records of the shadow half, so the victim's own splits
+        and metrics are those of a run without them; their coin flips are saved beside split.npz."""
+        if not self.config.canaries:
+            return None
+        if self._canaries is None:
+            shadow_half = np.concatenate([self.split.shadows[0].train, self.split.shadows[0].dev,
+                                          self.split.shadows[0].test])
+            self._canaries = load_or_make_canaries(
+                self.config.base_dir / f"{self.config.canary_key()}.npz", self.dataset.y, self.dataset.num_classes,
+                self.config.canaries, self.config.canary_kind, derived_seed(self.config.seed, "canaries"),
+                pool=shadow_half)
+        return self._canaries
+
+    def training_set(self, role: Role, part: Part) -> Tuple[np.ndarray, np.ndarray]:
+        """What `role` trains on: its members, plus the IN canaries for the victim."""
+        if role.is_victim and self.canaries is not None:
+            return training_arrays(self.dataset.x, self.dataset.y, part.train, self.canaries)
+        return self.arrays(part.train)
 
     def shadow_roles(self) -> List[Role]:
         return roles_lib.shadows(self.config.num_shadows)
@@ -108,7 +131,10 @@ class Stages:
         pruned with the shadow configuration and defended only in the adaptive setting. `sparsity`: one of the
         other released sparsities instead of the configured one (the same pipeline otherwise)."""
         if not setting.pruned:
-            return ModelRecipe(role, self.part(role), None, DefenseConfig(),
+            # DP end to end: the victim's original is trained under the defense too.
+            defense = self.config.defense
+            trained_defended = role.is_victim and DEFENSES.get(defense.name).trains_original(defense)
+            return ModelRecipe(role, self.part(role), None, defense if trained_defended else DefenseConfig(),
                              derived_seed(self.config.seed, role.name, "original"))
         prune = self.config.prune if role.is_victim else self.config.shadow_prune
         if sparsity is not None:
@@ -120,9 +146,15 @@ class Stages:
 
     # -- models -----------------------------------------------------------------------------------------
     def store(self, spec: ModelRecipe) -> ModelStore:
-        key = (self.config.original_key() if spec.prune is None
-               else self.config.pruned_key(spec.prune, spec.defense))
-        return ModelStore(self.config.base_dir / key / spec.role.name)
+        if spec.prune is None:
+            key = self.config.original_key()
+            if spec.defense.enabled:
+                key = f"{key}-{spec.defense.key}-{stable_hash(spec.defense.relevant(), 8)}"
+        else:
+            key = self.config.pruned_key(spec.prune, spec.defense)
+        # Only the victim trains on canaries: the attacker's models keep their cached directories.
+        canaries = f"-{self.config.canary_key()}" if spec.role.is_victim and self.config.canaries else ""
+        return ModelStore(self.config.base_dir / key / f"{spec.role.name}{canaries}")
 
     def model(self, role: Role, setting: Setting, sparsity: Optional[float] = None) -> ModelStore:
         """The finished model of `role` in `setting`, trained (or pruned and fine-tuned) first if not cached."""
@@ -151,9 +183,15 @@ class Stages:
         set_seed(spec.seed)
         net = build_model(self.config.model, self.dataset.input_shape, self.dataset.num_classes)
         started = time.time()
-        fit = fit_classifier(net, self.arrays(spec.part.train), self.arrays(spec.part.dev), self.config.train,
-                             store.directory / "work", seed=spec.seed)
-        store.save(net, {"role": spec.role.name, "kind": "original", "seconds": time.time() - started,
+        train = self.training_set(spec.role, spec.part)
+        defender = make_defense(spec.defense)
+        context = DefenseContext(train, self.arrays(spec.part.dev), self.dataset.num_classes, self.config.train,
+                                 spec.seed)
+        fit = fit_classifier(net, train, self.arrays(spec.part.dev), self.config.train, store.directory / "work",
+                             seed=spec.seed, loss_terms=defender.hooks(context) if spec.defense.enabled else ())
+        defense = {"defense": {"key": spec.defense.key, "config": spec.defense.relevant(),
+                               **defender.summary(context, fit)}} if spec.defense.enabled else {}
+        store.save(net, {**defense, "role": spec.role.name, "kind": "original", "seconds": time.time() - started,
                          "best_epoch": fit.best_epoch, "epochs_run": fit.epochs_run, "history": fit.history,
                          **self._accuracies(net, spec.part), "sparsity": sparsity_report(net),
                          "train_config": dataclasses.asdict(self.config.train)})
@@ -166,18 +204,24 @@ class Stages:
         started = time.time()
         defender = make_defense(spec.defense)
         part = spec.part
-        context = DefenseContext(self.arrays(part.train), self.arrays(part.dev), self.dataset.num_classes,
+        train = self.training_set(spec.role, part)
+        # End to end, the original's DP training spent privacy on the same records: the accountant composes it.
+        original_meta = self.model(spec.role, roles_lib.SETTINGS["original"]).meta()
+        prior = tuple(original_meta.get("defense", {}).get("stages", ())) if defender.trains_original(
+            spec.defense) else ()
+        context = DefenseContext(train, self.arrays(part.dev), self.dataset.num_classes,
                                  self.config.finetune, spec.seed, member_index=part.train,
-                                 reference_index=part.dev, evaluation_index=part.test)
-        pruned = prune_and_finetune_detailed(original, spec.prune, self.arrays(part.train), self.arrays(part.dev),
+                                 reference_index=part.dev, evaluation_index=part.test, prior_stages=prior)
+        pruned = prune_and_finetune_detailed(original, spec.prune, train, self.arrays(part.dev),
                                              self.config.finetune, store.directory / "work", seed=spec.seed,
                                              loss_terms=defender.hooks(context))
         net, fit = pruned.model, pruned.fit
         defense_record = {"key": spec.defense.key, "config": spec.defense.relevant(),
                           **defender.summary(context, fit)}
         if "epsilon" in defense_record:
-            logging.debug("%s: DP fine-tuning epsilon = %.3f at delta = %.3g", spec.role, defense_record["epsilon"],
-                         defense_record["delta"])
+            logging.debug("%s: DP epsilon = %.3f (RDP), %.3f (PLD) at delta = %.3g, scope %s", spec.role,
+                          defense_record["epsilon"], defense_record["epsilon_pld"], defense_record["delta"],
+                          defense_record["scope"])
         # Pruning works in place on `original`: reload it as the reference for removed weights and footprint.
         reference = self.model(spec.role, roles_lib.SETTINGS["original"]).load()
         store.save(net, {"role": spec.role.name, "kind": "pruned", "prune_config": dataclasses.asdict(spec.prune),

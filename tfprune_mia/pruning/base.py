@@ -102,6 +102,11 @@ class Pruner(abc.ABC):
         """Train before masks are fixed (slimming's L1 phase, ADMM); default: nothing."""
         return net
 
+    def trains_before_masking(self) -> bool:
+        """Whether `pre_phase` trains on the data: masks then depend on the data beyond the trained weights,
+        which matters to a privacy accountant that only sees the training runs it was told about."""
+        return type(self).pre_phase is not Pruner.pre_phase
+
     @abc.abstractmethod
     def prepare(self, net: keras.Model, steps_per_epoch: int, total_steps: int) -> keras.Model:
         """Return a model whose forward pass sees only unpruned weights, ready for fine-tuning."""

@@ -158,6 +158,9 @@ class SlimmingOptions(Options):
 class Slimming(ChannelPruner):
     options_class = SlimmingOptions
 
+    def trains_before_masking(self):
+        return not (self.options.mode == "one_shot" or self.options.l1 == 0)
+
     def pre_phase(self, net, data: PreTrainData):
         if not batch_norms(net):
             raise ConfigError(f"slimming needs BatchNorm layers and {net.name} has none: use l1_filter, "
