@@ -99,18 +99,27 @@ def test_oracle_never_lets_two_workers_train_the_same_originals(tmp_path):
     assert oracle.create_trial("w0").status == TrialStatus.STOPPED
 
 
+def finish(oracle, trial):
+    oracle.update_trial(trial.trial_id, {"pruned_test_accuracy": 0.5})
+    trial.status = TrialStatus.COMPLETED
+    oracle.end_trial(trial)
+
+
 def test_a_restarted_oracle_keeps_running_trials_with_their_workers(tmp_path):
-    oracle = oracle_at(tmp_path, ["a", "b", "c"])
+    oracle = oracle_at(tmp_path, ["a", "b", "c", "d"])
     running = {worker: oracle.create_trial(worker) for worker in ("w0", "w1")}
-    oracle.update_trial(running["w0"].trial_id, {"pruned_test_accuracy": 0.5})
-    running["w0"].status = TrialStatus.COMPLETED
-    oracle.end_trial(running["w0"])
-    restarted = oracle_at(tmp_path, ["a", "b", "c"])
+    finish(oracle, running["w0"])
+    oracle.create_trial("w0")  # the chief dies right after handing out this trial
+    restarted = oracle_at(tmp_path, ["a", "b", "c", "d"])
     restarted.reload()
-    # w1's trial is neither lost nor handed to another worker; w1 (or its restart) gets it back.
-    assert restarted.create_trial("w2").hyperparameters.values[HPARAM] == 2
-    assert index(restarted.create_trial("w1")) == index(running["w1"])
+    # Running trials are neither lost nor handed to another worker: their workers (or restarts) get them back.
+    assert index(restarted.create_trial("w2")) == 3
+    resumed = restarted.create_trial("w1")
+    assert index(resumed) == index(running["w1"])
     assert restarted.trials[running["w0"].trial_id].status == TrialStatus.COMPLETED
+    finish(restarted, restarted.create_trial("w0"))  # started just before the restart: still ends cleanly
+    finish(restarted, resumed)
+    assert set(restarted.ongoing_trials) == {"w2"}
 
 
 def test_in_process_study_runs_every_trial_once_and_resumes_as_reused(tmp_path):

@@ -16,6 +16,7 @@ in memory only, so a restarted chief finds the grid "exhausted" after the trials
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
 import os
 import time
@@ -196,6 +197,11 @@ class StudyOracle(keras_tuner.Oracle):
         kept = {trial.trial_id for trial in self._restored_ongoing.values()}
         self._retry_queue = [trial_id for trial_id in self._retry_queue if trial_id not in kept]
         self.ongoing_trials = dict(self._restored_ongoing)
+        # keras-tuner saves its display state before recording a trial's start, so the newest running trials may
+        # lack one; ending them would then raise inside the chief and fail the worker's report.
+        for number, trial_id in enumerate(self.start_order, start=1):
+            self._display.trial_start.setdefault(trial_id, datetime.datetime.now())
+            self._display.trial_number.setdefault(trial_id, number)
         # A failed trial gets another run on every restart: its cause (missing data, a full disk) may be fixed,
         # and everything it finished before failing is cached.
         for trial in self.trials.values():
@@ -225,7 +231,7 @@ class StudyTuner(keras_tuner.Tuner):
         tuner_id = os.environ.get("KERASTUNER_TUNER_ID", "tuner0")
         project = os.path.join(study_dir, "oracle")
         oracle_file_existed = tf.io.gfile.exists(os.path.join(project, "oracle.json"))
-        tuner_file_existed = tf.io.gfile.exists(os.path.join(project, f"tuner_{tuner_id}.json"))
+        tuner_file_existed = tf.io.gfile.exists(os.path.join(project, f"{tuner_id}.json"))
         super().__init__(oracle=StudyOracle(trial_groups(self.configs)), directory=study_dir,
                          project_name="oracle", overwrite=False)
         if oracle_file_existed and not tuner_file_existed and not self._is_worker():
