@@ -448,10 +448,18 @@ def markdown(report: StudyReport, figures: Mapping[str, str], sources: Sequence[
             lines += [f"### {name}", "", f"![{name}]({path})", ""]
     lines += ["## Runs", "", "Every configuration and the result file of each seed.", ""]
     lines += _table(["configuration", "seed", "result"],
-                    [[c.label, str(run.config.get("seed")), f"`{run.path}`"] for c in configurations
+                    [[c.label, str(run.config.get("seed")), f"`{shown_path(run.path)}`"] for c in configurations
                      for run in c.runs])
     lines += ["TensorBoard (hparams over all runs): `tensorboard --logdir tensorboard` in this directory.", ""]
     return "\n".join(lines)
+
+
+def shown_path(path: Optional[str]) -> str:
+    """Relative to the working directory when below it, so a committed report names no machine's paths."""
+    if not path:
+        return "-"
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") else relative
 
 
 def _write_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:

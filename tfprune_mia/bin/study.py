@@ -43,13 +43,36 @@ def study_grid():
         seeds=parse_numbers(FLAGS.study_seeds or [str(FLAGS.seed)], int, "study_seeds"))
 
 
+def _with_flags(overrides, build):
+    """`build()` with some flags temporarily set: each grid point's component is built by the same code as a
+    single run's, so every option flag reaches every trial (nothing is rebuilt from a few fields)."""
+    saved = {name: FLAGS[name].value for name in overrides}
+    try:
+        for name, value in overrides.items():
+            FLAGS[name].value = value
+        return build()
+    finally:
+        for name, value in saved.items():
+            FLAGS[name].value = value
+
+
+def make_prune(pruner, sparsity):
+    if hasattr(common, "prune_config_from_flags"):
+        return common.prune_config_from_flags(pruner, sparsity)
+    return _with_flags({"pruner": pruner, "sparsity": sparsity, "shadow_pruner": None, "shadow_sparsity": None,
+                        "defense": "none", "defense_arg": None, "adaptive": False},
+                       lambda: experiment_config_from_flags().prune)
+
+
+def make_defense(name, strength):
+    return _with_flags({"defense": name, "defense_arg": strength}, common.defense_config_from_flags)
+
+
 def main() -> int:
     from tfprune_mia.pipeline.study import run_study, study_configs, study_table
 
     base = experiment_config_from_flags()
-    # The full options of every pruner from the flags where this version has them (see bin/common.py).
-    make_prune = getattr(common, "prune_config_from_flags", None)
-    configs = study_configs(base, study_grid(), make_prune=make_prune)
+    configs = study_configs(base, study_grid(), make_prune=make_prune, make_defense=make_defense)
     from tfprune_mia.backend import enable_determinism
 
     enable_determinism()
