@@ -12,12 +12,11 @@ import pytest
 
 from tfprune_mia.attacks import SignalConfig
 from tfprune_mia.audit.paired import VERDICTS, SettingScores, paired, two_level_bootstrap
-from tfprune_mia.audit.results import ExperimentResult
 from tfprune_mia.audit.study_report import GateConfig, _interpolate, build_report, gate_violations, load_results, \
     shown_path, write_report
 from tfprune_mia.errors import ConfigError
 from tfprune_mia.pipeline.config import ExperimentConfig
-from tfprune_mia.pipeline.experiment import run_experiment
+from tfprune_mia.pipeline.experiment import result_path, run_experiment
 from tfprune_mia.pipeline.study import StudyGrid, run_study, study_configs
 from tfprune_mia.pruning import PruneConfig
 from tfprune_mia.training import TrainConfig
@@ -109,10 +108,10 @@ def test_report_has_every_configuration_and_seed(study):
     outcome, report, paths, _ = study
     text = Path(paths["markdown"]).read_text()
     assert len(report.configurations) == 2 and all(c.seeds == (1, 2) for c in report.configurations)
+    reported = {run.path for c in report.configurations for run in c.runs}
     for config in outcome.configs:
-        result = ExperimentResult.load(
-            next(r.path for c in report.configurations for r in c.runs if r.config == config.to_dict()))
-        assert f"`{shown_path(result.path)}`" in text
+        assert str(result_path(config)) in reported
+        assert f"`{shown_path(str(result_path(config)))}`" in text
     per_seed = read_csv(paths["per_seed"])
     assert {(r["sparsity"], r["seed"]) for r in per_seed} == {(s, seed) for s in ("0.5", "0.8") for seed in ("1", "2")}
     for heading in ("## Does pruning leak more?", "## Privacy at matched accuracy", "## Tables (paper style)",
