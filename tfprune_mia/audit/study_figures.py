@@ -37,6 +37,20 @@ def _grid(count: int):
     return fig, list(axes.flat)
 
 
+def _label(ax, xlabel: str, ylabel: str, title: str) -> None:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
+
+
+def _titled(fig, title: str):
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
 def _families(configurations: List[Configuration]) -> Dict[Tuple[str, str], List[Configuration]]:
     families: Dict[Tuple[str, str], List[Configuration]] = defaultdict(list)
     for configuration in configurations:
@@ -67,13 +81,8 @@ def metric_vs_sparsity(report: StudyReport, section: str, configurations: List[C
                             yerr=[r[f"{metric}_std"] for _, r in points], marker="o", capsize=3,
                             linestyle=SETTING_STYLE[setting], label=label)
         ax.axhline(0.5 if metric == "auc" else 0.0, color="grey", linewidth=0.8, linestyle=":")
-        ax.set_xlabel("sparsity (0 = original model)")
-        ax.set_ylabel(f"{METRIC_LABELS[metric]} (mean ± std over seeds)")
-        ax.set_title(f"{attack}")
-        ax.legend(fontsize=7)
-    fig.suptitle(f"{section}: {METRIC_LABELS[metric]} vs sparsity")
-    fig.tight_layout()
-    return fig
+        _label(ax, "sparsity (0 = original model)", f"{METRIC_LABELS[metric]} (mean ± std over seeds)", attack)
+    return _titled(fig, f"{section}: {METRIC_LABELS[metric]} vs sparsity")
 
 
 def frontier(report: StudyReport, section: str, configurations: List[Configuration]):
@@ -100,13 +109,9 @@ def frontier(report: StudyReport, section: str, configurations: List[Configurati
                 for s, xi, yi in zip([s for s, _ in points], x, y):
                     ax.annotate(f"{s:g}", (xi, yi), fontsize=7, xytext=(3, 3), textcoords="offset points",
                                 color=line.get_color())
-        ax.set_xlabel("test accuracy (mean over seeds)")
-        ax.set_ylabel(f"{METRIC_LABELS[metric]} (mean over seeds)")
-        ax.set_title(f"{attack} (point labels: sparsity)")
-        ax.legend(fontsize=7)
-    fig.suptitle(f"{section}: privacy-utility frontier; lower right is better")
-    fig.tight_layout()
-    return fig
+        _label(ax, "test accuracy (mean over seeds)", f"{METRIC_LABELS[metric]} (mean over seeds)",
+               f"{attack} (point labels: sparsity)")
+    return _titled(fig, f"{section}: privacy-utility frontier; lower right is better")
 
 
 def roc_figures(section: str, configurations: List[Configuration]) -> Dict[str, object]:
@@ -150,13 +155,8 @@ def divergence_gaps(section: str, configurations: List[Configuration]):
                             yerr=[np.std(v, ddof=1) if len(v) > 1 else 0.0 for _, v in points], marker="o",
                             capsize=3, label=f"{pruner}, {defense}")
         ax.axhline(0.0, color="grey", linewidth=0.8, linestyle=":")
-        ax.set_xlabel("sparsity (0 = original model)")
-        ax.set_ylabel(f"{label} (members - non-members)")
-        ax.set_title(label)
-        ax.legend(fontsize=7)
-    fig.suptitle(f"{section}: prediction divergence between members and non-members")
-    fig.tight_layout()
-    return fig
+        _label(ax, "sparsity (0 = original model)", f"{label} (members - non-members)", label)
+    return _titled(fig, f"{section}: prediction divergence between members and non-members")
 
 
 def draw_figures(report: StudyReport, directory: Path) -> Dict[str, str]:

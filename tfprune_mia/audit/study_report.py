@@ -195,6 +195,7 @@ class StudyReport:
     violations: Tuple[str, ...]
     gate: GateConfig
     num_resamples: int
+    tolerance: float = 0.01
 
     @property
     def passed(self) -> bool:
@@ -245,12 +246,14 @@ def delta_rows(configuration: Configuration, num_resamples: int) -> List[Dict[st
 
 
 def matched_accuracy_rows(configurations: Sequence[Configuration],
-                          summary: Mapping[int, Sequence[Mapping[str, Any]]], metric: str) -> List[Dict[str, Any]]:
+                          summary: Mapping[int, Sequence[Mapping[str, Any]]], metric: str,
+                          tolerance: float = 0.01) -> List[Dict[str, Any]]:
     """Per family and attack: the pruned metric interpolated linearly along the sparsity axis to the sparsity
-    where the pruned model's mean test accuracy equals the original's, minus the original's metric.
+    where the pruned model's mean test accuracy equals the original's minus `tolerance` (the most pruned model
+    within `tolerance` of the original's accuracy), minus the original's metric.
 
-    When several sparsities cross the original's accuracy the highest is used (the most pruned model that still
-    matches); when none does the row says so and carries no difference (no extrapolation)."""
+    When several sparsities cross that accuracy the highest is used; when none does the row says so and carries
+    no difference (no extrapolation)."""
     by_family: Dict[Tuple, List[Configuration]] = defaultdict(list)
     for configuration in configurations:
         by_family[family_key(configuration.runs[0])].append(configuration)
@@ -267,10 +270,11 @@ def matched_accuracy_rows(configurations: Sequence[Configuration],
                 points = [(s, row) for s, row in points if row is not None and f"{metric}_mean" in row]
                 if original is None or not points:
                     continue
-                target = original["test_accuracy_mean"]
+                target = original["test_accuracy_mean"] - tolerance
                 row = {"section": first.section, "pruner": first.pruner, "defense": first.defense,
                        "setting": setting, "attack": attack, "metric": metric,
-                       "sparsities": " ".join(f"{s:g}" for s, _ in points), "original_test_accuracy": target,
+                       "sparsities": " ".join(f"{s:g}" for s, _ in points),
+                       "original_test_accuracy": original["test_accuracy_mean"], "matched_test_accuracy": target,
                        "original_metric": original[f"{metric}_mean"]}
                 row.update(_interpolate(target, [(s, r["test_accuracy_mean"], r[f"{metric}_mean"])
                                                  for s, r in points]))
@@ -294,7 +298,7 @@ def _interpolate(target: float, points: Sequence[Tuple[float, float, float]]) ->
     if found is None:
         side = "above" if min(accuracies) > target else "below"
         return {"matched_sparsity": None, "matched_metric": None, "delta": None,
-                "status": f"not matched: pruned test accuracy stays {side} the original's "
+                "status": f"not matched: pruned test accuracy stays {side} the target "
                           f"({min(accuracies):.4f}-{max(accuracies):.4f} vs {target:.4f})"}
     return {"matched_sparsity": found[0], "matched_metric": found[1], "delta": None,
             "status": "interpolated along sparsity"}
@@ -326,10 +330,12 @@ def gate_violations(summary: Sequence[Mapping[str, Any]], deltas: Sequence[Mappi
 
 
 def build_report(results: Sequence[ExperimentResult], metric: str = "auc", num_resamples: int = 200,
-                 gate: GateConfig = GateConfig()) -> StudyReport:
+                 gate: GateConfig = GateConfig(), tolerance: float = 0.01) -> StudyReport:
     if metric not in SCORE_METRICS:
         raise ConfigError(f"report metric {metric!r} cannot be resampled from scores; choose one of "
                           f"{', '.join(SCORE_METRICS)}")
+    if not 0 <= tolerance < 1:
+        raise ConfigError(f"match_tolerance={tolerance}: an accuracy difference in [0, 1), e.g. 0.01")
     if num_resamples < 1:
         raise ConfigError(f"report_resamples={num_resamples}: the intervals need at least 1 resample (200+ for 95%)")
     configurations = group_configurations(results)
@@ -338,9 +344,9 @@ def build_report(results: Sequence[ExperimentResult], metric: str = "auc", num_r
     by_configuration = {id(c): summary_rows(c, num_resamples) for c in configurations}
     summary = [row for c in configurations for row in by_configuration[id(c)]]
     deltas = [row for c in configurations for row in delta_rows(c, num_resamples)]
-    matched = matched_accuracy_rows(configurations, by_configuration, metric)
+    matched = matched_accuracy_rows(configurations, by_configuration, metric, tolerance)
     return StudyReport(tuple(configurations), metric, tuple(summary), tuple(deltas), tuple(matched),
-                       tuple(gate_violations(summary, deltas, gate, metric)), gate, num_resamples)
+                       tuple(gate_violations(summary, deltas, gate, metric)), gate, num_resamples, tolerance)
 
 
 # -- writing -------------------------------------------------------------------------------------------------------
@@ -409,14 +415,17 @@ def markdown(report: StudyReport, figures: Mapping[str, str], sources: Sequence[
               f"Comparing at equal sparsity mixes two effects: a pruned model that lost accuracy also fits its "
               f"members less. Here the pruned (or defended) model's {label} is interpolated linearly **along the "
               "sparsity axis** (mean over seeds) to the sparsity at which its mean test accuracy equals the "
-              "original model's, and compared with the original's. No extrapolation: a family whose accuracy never "
-              "crosses the original's is reported as not matched.", ""]
+              f"original model's minus {report.tolerance:g} (the most pruned model within {report.tolerance:g} of "
+              "the original's accuracy), and compared with the original's. No extrapolation: a family whose "
+              "accuracy never crosses that value is reported as not matched.", ""]
     for section, rows in _sections(report.matched).items():
         lines += [f"### {section}", ""]
         lines += _table(["pruner", "defense", "setting", "attack", "sparsities", "original test acc",
-                         f"original {label}", "matched sparsity", f"{label} at matched accuracy", "Δ", "status"],
+                         "matched test acc", f"original {label}", "matched sparsity", f"{label} at matched accuracy",
+                         "Δ", "status"],
                         [[r["pruner"], r["defense"], r["setting"], r["attack"], r["sparsities"],
-                          _fmt(r["original_test_accuracy"]), _fmt(r["original_metric"]),
+                          _fmt(r["original_test_accuracy"]), _fmt(r["matched_test_accuracy"]),
+                          _fmt(r["original_metric"]),
                           _fmt(r["matched_sparsity"], 3), _fmt(r["matched_metric"]), _fmt(r["delta"], sign=True),
                           r["status"]] for r in rows])
     lines += ["## Tables (paper style)", "",
@@ -531,6 +540,7 @@ def write_report(report: StudyReport, directory: os.PathLike, sources: Sequence[
     _write_csv(paths["matched"], report.matched)
     _write_csv(paths["per_seed"], per_seed_rows(report))
     write_json(paths["json"], {"metric": report.metric, "num_resamples": report.num_resamples,
+                               "match_tolerance": report.tolerance,
                                "summary": list(report.summary), "deltas": list(report.deltas),
                                "matched_accuracy": list(report.matched), "violations": list(report.violations),
                                "gate": dataclasses.asdict(report.gate), "figures": drawn,

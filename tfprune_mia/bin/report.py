@@ -20,6 +20,8 @@ flags.DEFINE_string("report_dir", "report", "Directory the report is written to.
 flags.DEFINE_enum("report_metric", "auc", ["auc", "advantage", "tpr_at_0.01_fpr", "tpr_at_0.001_fpr"],
                   "Attack metric of the verdicts, the matched-accuracy comparison and the plots.")
 flags.DEFINE_integer("report_resamples", 200, "Bootstrap resamples of every interval (seeds, then samples).")
+flags.DEFINE_float("match_tolerance", 0.01, "Matched accuracy: compare the original with the most pruned model "
+                   "whose test accuracy is at most this much lower (0: exactly equal).")
 flags.DEFINE_boolean("report_figures", True, "Draw the figures (PNG).")
 flags.DEFINE_float("gate_tpr_at_1pct", None, "Fail when the upper 95% bound of any attack's TPR at 1% FPR on a "
                    "pruned model exceeds this.")
@@ -40,7 +42,8 @@ def main() -> int:
     if not FLAGS.runs:
         raise ConfigError("no results given; pass --runs=<run, study or result paths> (comma-separated)")
     gate = GateConfig(FLAGS.gate_tpr_at_1pct, FLAGS.gate_auc, FLAGS.gate_advantage, FLAGS.gate_pruned_not_worse)
-    report = build_report(load_results(FLAGS.runs), FLAGS.report_metric, FLAGS.report_resamples, gate)
+    report = build_report(load_results(FLAGS.runs), FLAGS.report_metric, FLAGS.report_resamples, gate,
+                          FLAGS.match_tolerance)
     paths = write_report(report, FLAGS.report_dir, FLAGS.runs, figures=FLAGS.report_figures)
     print(f"report: {paths['markdown']} ({len(report.configurations)} configurations, "
           f"{sum(len(c.runs) for c in report.configurations)} runs)")
