@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import glob
+import json
 import math
 import os
 from collections import defaultdict
@@ -21,7 +22,7 @@ from tfprune_mia.audit.paired import SCORE_METRICS, SettingScores, load_scores, 
 from tfprune_mia.audit.results import ExperimentResult
 from tfprune_mia.audit.tables import configuration_key
 from tfprune_mia.errors import CheckpointError, ConfigError
-from tfprune_mia.io import atomic_path, read_json, write_json
+from tfprune_mia.io import atomic_path, write_json
 
 METRIC_LABELS = {"balanced_accuracy": "bal. acc", "auc": "AUC", "advantage": "advantage",
                  "tpr_at_0.01_fpr": "TPR@1%FPR", "tpr_at_0.001_fpr": "TPR@0.1%FPR"}
@@ -37,9 +38,8 @@ def result_files(sources: Sequence[str]) -> List[Path]:
     for source in sources:
         if any(char in source for char in "*?["):
             paths = [Path(p) for p in sorted(glob.glob(source, recursive=True))]
-        elif Path(source, "study.json").is_file():
-            manifest = read_json(Path(source, "study.json"))
-            paths = [Path(t["result"]) for t in manifest["trials"] if Path(t["result"]).is_file()]
+        elif _manifest(source) is not None:
+            paths = [Path(t["result"]) for t in _manifest(source)["trials"] if Path(t["result"]).is_file()]
         elif Path(source).is_dir():
             paths = sorted(Path(source).rglob("results/*.json"))
         elif Path(source).is_file():
@@ -51,6 +51,17 @@ def result_files(sources: Sequence[str]) -> List[Path]:
     if not found:
         raise ConfigError(f"no result files under {', '.join(sources)}; run train_prune, sweep or study first")
     return found
+
+
+def _manifest(source: str) -> Optional[Dict[str, Any]]:
+    """A study directory's study.json (the study directory may be on any TensorFlow file system)."""
+    from tfprune_mia.backend import tf
+
+    path = os.path.join(source, "study.json")
+    if not tf.io.gfile.exists(path):
+        return None
+    with tf.io.gfile.GFile(path) as handle:
+        return json.loads(handle.read())
 
 
 def load_results(sources: Sequence[str]) -> List[ExperimentResult]:
@@ -369,6 +380,11 @@ def _cell(row: Mapping[str, Any], metric: str) -> str:
     return text
 
 
+def _delta(row: Mapping[str, Any], metric: str) -> str:
+    return (f"{_fmt(row[f'delta_{metric}'], sign=True)} [{_fmt(row[f'delta_{metric}_low'], sign=True)}, "
+            f"{_fmt(row[f'delta_{metric}_high'], sign=True)}]")
+
+
 def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> List[str]:
     return ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"] + \
         ["| " + " | ".join(str(c) for c in row) + " |" for row in rows] + [""]
@@ -405,11 +421,8 @@ def markdown(report: StudyReport, figures: Mapping[str, str], sources: Sequence[
         lines += _table(["pruner", "sparsity", "defense", "setting", "attack", "seeds", "Δ test acc",
                          f"Δ {label} [95% CI]", "verdict", "Δ TPR@1%FPR [95% CI]", "verdict"],
                         [[r["pruner"], f"{r['sparsity']:g}", r["defense"], r["setting"], r["attack"], r["seeds"],
-                          _fmt(r["delta_test_accuracy"], sign=True),
-                          f"{_fmt(r[f'delta_{report.metric}'], sign=True)} [{_fmt(r[f'delta_{report.metric}_low'], sign=True)}, "
-                          f"{_fmt(r[f'delta_{report.metric}_high'], sign=True)}]", r[f"verdict_{report.metric}"],
-                          f"{_fmt(r['delta_tpr_at_0.01_fpr'], sign=True)} [{_fmt(r['delta_tpr_at_0.01_fpr_low'], sign=True)}, "
-                          f"{_fmt(r['delta_tpr_at_0.01_fpr_high'], sign=True)}]", r["verdict_tpr_at_0.01_fpr"]]
+                          _fmt(r["delta_test_accuracy"], sign=True), _delta(r, report.metric),
+                          r[f"verdict_{report.metric}"], _delta(r, "tpr_at_0.01_fpr"), r["verdict_tpr_at_0.01_fpr"]]
                          for r in rows])
     lines += ["## Privacy at matched accuracy", "",
               f"Comparing at equal sparsity mixes two effects: a pruned model that lost accuracy also fits its "

@@ -32,7 +32,6 @@ from tfprune_mia.io import stable_hash
 from tfprune_mia.pipeline.config import ExperimentConfig
 from tfprune_mia.pipeline.experiment import result_path, run_experiment
 from tfprune_mia.pipeline.sweep import PruneFactory, same_pruner_options
-from tfprune_mia.pruning import PruneConfig
 
 HPARAM = "trial_index"
 OBJECTIVE = "pruned_test_accuracy"  # keras-tuner needs one; a study ranks nothing, it only runs every trial
