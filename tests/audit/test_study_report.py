@@ -161,6 +161,14 @@ def test_report_compares_at_matched_accuracy_and_draws_the_plots(study):
     assert list((report_dir / "tensorboard").rglob("events.out.tfevents.*"))
 
 
+def test_results_are_found_from_a_study_its_parent_or_the_run_root(study):
+    outcome, report, *_ = study
+    expected = sorted(run.path for c in report.configurations for run in c.runs)
+    run_root = Path(outcome.study_dir).parent.parent
+    for source in (outcome.study_dir, str(Path(outcome.study_dir).parent), str(run_root)):
+        assert sorted(r.path for r in load_results([source])) == expected
+
+
 def test_bad_report_input_is_one_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="no such result file"):
         load_results([str(tmp_path / "nothing")])

@@ -32,8 +32,8 @@ TABLE_METRICS = ("balanced_accuracy", "auc", "tpr_at_0.01_fpr", "tpr_at_0.001_fp
 # -- loading ------------------------------------------------------------------------------------------------------
 
 def result_files(sources: Sequence[str]) -> List[Path]:
-    """Result JSONs named by `sources`: files, glob patterns, study directories (their study.json) or run
-    directories / run roots (every results/*.json below)."""
+    """Result JSONs named by `sources`: files, glob patterns, study directories (their study.json), run
+    directories / run roots (every results/*.json below) or directories of studies."""
     found: List[Path] = []
     for source in sources:
         if any(char in source for char in "*?["):
@@ -42,12 +42,18 @@ def result_files(sources: Sequence[str]) -> List[Path]:
             paths = [Path(t["result"]) for t in _manifest(source)["trials"] if Path(t["result"]).is_file()]
         elif Path(source).is_dir():
             paths = sorted(Path(source).rglob("results/*.json"))
+            for manifest in sorted(Path(source).rglob("study.json")):  # a directory of studies
+                paths += [Path(t["result"]) for t in _manifest(str(manifest.parent))["trials"]
+                          if Path(t["result"]).is_file()]
         elif Path(source).is_file():
             paths = [Path(source)]
         else:
             raise ConfigError(f"{source}: no such result file, run directory or study directory; pass paths "
                               "written by train_prune, sweep or study")
-        found += [p for p in paths if p.suffix == ".json" and p not in found]
+        for path in paths:
+            path = path.resolve()  # a run root and its studies name the same files, relatively or not
+            if path.suffix == ".json" and path not in found:
+                found.append(path)
     if not found:
         raise ConfigError(f"no result files under {', '.join(sources)}; run train_prune, sweep or study first")
     return found
