@@ -503,7 +503,8 @@ def _write_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
 
 
 def per_seed_rows(report: StudyReport) -> List[Dict[str, Any]]:
-    return [{**row, "result": run.path} for c in report.configurations for run in c.runs for row in run.rows()]
+    return [{**row, "result": shown_path(run.path)} for c in report.configurations for run in c.runs
+            for row in run.rows()]
 
 
 def write_tensorboard(report: StudyReport, directory: Path) -> None:
@@ -564,7 +565,8 @@ def write_report(report: StudyReport, directory: os.PathLike, sources: Sequence[
                                "matched_accuracy": list(report.matched), "violations": list(report.violations),
                                "gate": dataclasses.asdict(report.gate), "figures": drawn,
                                "runs": [{"configuration": c.label, "seed": run.config.get("seed"),
-                                         "result": run.path} for c in report.configurations for run in c.runs]})
+                                         "result": shown_path(run.path)} for c in report.configurations
+                                        for run in c.runs]})
     write_tensorboard(report, directory / "tensorboard")
     return {**{k: str(v) for k, v in paths.items()}, "tensorboard": str(directory / "tensorboard"),
             **{f"figure:{k}": str(directory / v) for k, v in drawn.items()}}
