@@ -9,9 +9,9 @@ root, where `run_experiment` reuses whatever is already there. So a killed chief
 restarted with the same command (and, for a worker, the same KERASTUNER_TUNER_ID) it resumes where it stopped.
 
 The oracle is a grid over one `trial_index` hyperparameter rather than keras-tuner's GridSearchOracle, because in
-keras-tuner 1.4.8 that oracle (a) only derives a trial's successor once the trial has ended, so a second worker
-idles while the first runs (the grid runs serially whatever the number of workers), and (b) keeps its traversal
-in memory only, so a restarted chief finds the grid "exhausted" after the trials it remembers.
+keras-tuner 1.4.8 that oracle (a) derives each new point from a trial that has ended (the first trial excepted), so
+with three workers the third one idles while two run, and (b) keeps its traversal in memory only, so a restarted
+chief hands out an already finished point again instead of the next unstarted one.
 """
 from __future__ import annotations
 
