@@ -1,4 +1,4 @@
-"""The package is layered bottom-up (data < models < training < pruning < defenses < attacks < audit < plots <
+"""The package is layered bottom-up (data < models < training < pruning < defenses < attacks < plots < audit <
 pipeline < bin): no module imports from a higher layer, not even inside a function, and module-level imports
 form no cycle."""
 import ast
@@ -7,7 +7,7 @@ import pathlib
 import pytest
 
 PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "tfprune_mia"
-LAYERS = ["data", "models", "training", "pruning", "defenses", "attacks", "audit", "plots", "pipeline", "bin"]
+LAYERS = ["data", "models", "training", "pruning", "defenses", "attacks", "plots", "audit", "pipeline", "bin"]
 
 
 # Top-level modules that belong to a layer rather than to the shared infrastructure.

@@ -81,8 +81,6 @@ def roc_figure(curves: Mapping[str, Tuple[np.ndarray, np.ndarray]], title: str):
     name the configuration (dataset, model, pruner, sparsity, defense, setting)."""
     from sklearn.metrics import roc_auc_score, roc_curve
 
-    from tfprune_mia.audit.metrics import tpr_at_fpr
-
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8.5, 5.5))
     ranked = []
@@ -91,8 +89,9 @@ def roc_figure(curves: Mapping[str, Tuple[np.ndarray, np.ndarray]], title: str):
         ranked.append((roc_auc_score(is_member, scores), name, scores, is_member))
     ranked.sort(key=lambda item: (-item[0], item[1]))
     for index, (auc, name, scores, is_member) in enumerate(ranked):
-        fpr, tpr, _ = roc_curve(is_member, scores)
-        low_tpr = tpr_at_fpr(scores, is_member, LEGEND_FPR)
+        # every ROC point kept, so the highest TPR within the FPR budget is exact (audit.metrics.tpr_at_fpr)
+        fpr, tpr, _ = roc_curve(is_member, scores, drop_intermediate=False)
+        low_tpr = float(tpr[fpr <= LEGEND_FPR].max())
         ax.loglog(np.maximum(fpr, 1e-5), np.maximum(tpr, 1e-5), linewidth=1.2, **curve_style(index),
                   label=f"{name} (AUC {auc:.3f}, TPR@{LEGEND_FPR:.1%} {low_tpr:.3f})")
     ax.plot([1e-5, 1], [1e-5, 1], color="0.4", linestyle=(0, (1, 3)), linewidth=0.8, label="chance")

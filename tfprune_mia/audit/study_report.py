@@ -1,0 +1,573 @@
+"""A study's report: any set of result files -> paper-style tables over seeds, the paired pruned-vs-original
+verdicts, privacy at matched accuracy, and a release gate; written as Markdown + PNG + CSV/JSON + TensorBoard.
+
+Runs that differ only by seed are one configuration (`configuration_key`); a configuration's sparsity axis
+(same everything but the sparsity) is a family, along which the matched-accuracy comparison interpolates.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import glob
+import json
+import math
+import os
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+from tfprune_mia.audit.paired import SCORE_METRICS, SettingScores, load_scores, paired_delta, setting_estimates
+from tfprune_mia.audit.results import ExperimentResult
+from tfprune_mia.audit.tables import configuration_key
+from tfprune_mia.errors import CheckpointError, ConfigError
+from tfprune_mia.io import atomic_path, write_json
+
+METRIC_LABELS = {"balanced_accuracy": "bal. acc", "auc": "AUC", "advantage": "advantage",
+                 "tpr_at_0.01_fpr": "TPR@1%FPR", "tpr_at_0.001_fpr": "TPR@0.1%FPR"}
+TABLE_METRICS = ("balanced_accuracy", "auc", "tpr_at_0.01_fpr", "tpr_at_0.001_fpr")
+
+
+# -- loading ------------------------------------------------------------------------------------------------------
+
+def result_files(sources: Sequence[str]) -> List[Path]:
+    """Result JSONs named by `sources`: files, glob patterns, study directories (their study.json), run
+    directories / run roots (every results/*.json below) or directories of studies."""
+    found: List[Path] = []
+    for source in sources:
+        if any(char in source for char in "*?["):
+            paths = [Path(p) for p in sorted(glob.glob(source, recursive=True))]
+        elif _manifest(source) is not None:
+            paths = [Path(t["result"]) for t in _manifest(source)["trials"] if Path(t["result"]).is_file()]
+        elif Path(source).is_dir():
+            paths = sorted(Path(source).rglob("results/*.json"))
+            for manifest in sorted(Path(source).rglob("study.json")):  # a directory of studies
+                paths += [Path(t["result"]) for t in _manifest(str(manifest.parent))["trials"]
+                          if Path(t["result"]).is_file()]
+        elif Path(source).is_file():
+            paths = [Path(source)]
+        else:
+            raise ConfigError(f"{source}: no such result file, run directory or study directory; pass paths "
+                              "written by train_prune, sweep or study")
+        for path in paths:
+            path = path.resolve()  # a run root and its studies name the same files, relatively or not
+            if path.suffix == ".json" and path not in found:
+                found.append(path)
+    if not found:
+        raise ConfigError(f"no result files under {', '.join(sources)}; run train_prune, sweep or study first")
+    return found
+
+
+def _manifest(source: str) -> Optional[Dict[str, Any]]:
+    """A study directory's study.json (the study directory may be on any TensorFlow file system)."""
+    from tfprune_mia.backend import tf
+
+    path = os.path.join(source, "study.json")
+    if not tf.io.gfile.exists(path):
+        return None
+    with tf.io.gfile.GFile(path) as handle:
+        return json.loads(handle.read())
+
+
+def load_results(sources: Sequence[str]) -> List[ExperimentResult]:
+    """Every result named by `sources`, oldest file first (so a later re-run of the same seed wins)."""
+    files = sorted(result_files(sources), key=lambda p: p.stat().st_mtime_ns)
+    return [ExperimentResult.load(path) for path in files]
+
+
+# -- grouping -----------------------------------------------------------------------------------------------------
+
+def _without(config: Mapping[str, Any], *names: str) -> Dict[str, Any]:
+    return {k: v for k, v in config.items() if k not in names}
+
+
+def family_key(result: ExperimentResult) -> Tuple:
+    """Everything but seed and sparsity (the shadows' too when they follow the victim)."""
+    config = dict(result.config)
+    follow = config.get("shadow_prune") == config.get("prune")
+    config["prune"] = _without(config.get("prune") or {}, "sparsity")
+    if follow:
+        config["shadow_prune"] = config["prune"]
+    return tuple(sorted((k, repr(v)) for k, v in _without(config, "seed", "run_root").items()))
+
+
+def defense_label(config: Mapping[str, Any]) -> str:
+    defense = config.get("defense") or {}
+    name = defense.get("name", "none")
+    if name == "none":
+        return "none"
+    strength = defense.get("strength")
+    label = name if strength is None else f"{name}:{strength:g}"
+    return label + (" (adaptive)" if config.get("adaptive") else "")
+
+
+def section_of(config: Mapping[str, Any]) -> str:
+    subset = f" (n={config['max_samples']})" if config.get("max_samples") else ""
+    return f"{config.get('dataset', '?')}{subset} / {config.get('model', '?')}"
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Configuration:
+    """One configuration: its runs over distinct seeds (and their per-sample scores, where stored)."""
+
+    runs: Tuple[ExperimentResult, ...]
+    scores: Tuple[Dict[str, SettingScores], ...]
+
+    @property
+    def config(self) -> Mapping[str, Any]:
+        return self.runs[0].config
+
+    @property
+    def section(self) -> str:
+        return section_of(self.config)
+
+    @property
+    def pruner(self) -> str:
+        return (self.config.get("prune") or {}).get("pruner", "")
+
+    @property
+    def sparsity(self) -> float:
+        return float((self.config.get("prune") or {}).get("sparsity", 0.0))
+
+    @property
+    def defense(self) -> str:
+        return defense_label(self.config)
+
+    @property
+    def seeds(self) -> Tuple[int, ...]:
+        return tuple(run.config.get("seed") for run in self.runs)
+
+    @property
+    def attacks(self) -> Tuple[str, ...]:
+        return self.runs[0].attack_names
+
+    @property
+    def settings(self) -> Tuple[str, ...]:
+        return tuple(s for s in ("original", "pruned", "pruned_adaptive") if s in self.runs[0].settings)
+
+    @property
+    def label(self) -> str:
+        return f"{self.section}: {self.pruner}@{self.sparsity:g}, defense {self.defense}"
+
+    def test_accuracy(self, setting: str) -> List[float]:
+        return [float(r[setting].model.test_accuracy) for r in self.runs
+                if setting in r.settings and r[setting].model.test_accuracy is not None]
+
+
+def _scores_or_empty(result: ExperimentResult) -> Dict[str, SettingScores]:
+    try:
+        return load_scores(result)
+    except CheckpointError:
+        return {}  # results written before per-sample scores existed: no resampled intervals for them
+
+
+def group_configurations(results: Iterable[ExperimentResult]) -> List[Configuration]:
+    by_key: Dict[Tuple, Dict[Any, ExperimentResult]] = defaultdict(dict)
+    for result in results:
+        by_key[configuration_key(result)][result.config.get("seed")] = result  # later files win
+    configurations = []
+    for seeds in by_key.values():
+        runs = tuple(seeds[s] for s in sorted(seeds, key=str))
+        configurations.append(Configuration(runs, tuple(_scores_or_empty(r) for r in runs)))
+    configurations.sort(key=lambda c: (c.section, c.defense != "none", c.defense, c.pruner, c.sparsity))
+    return configurations
+
+
+# -- statistics ----------------------------------------------------------------------------------------------------
+
+def _std(values: Sequence[float]) -> float:
+    return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
+def _mean(values: Sequence[float]) -> float:
+    return float(np.mean(values)) if len(values) else float("nan")
+
+
+@dataclasses.dataclass(frozen=True)
+class GateConfig:
+    """Release budgets: a configuration fails when the upper end of a 95% interval exceeds its budget."""
+
+    tpr_at_1pct: Optional[float] = None
+    auc: Optional[float] = None
+    advantage: Optional[float] = None
+    pruned_not_worse: Optional[float] = None  # largest tolerated increase of the report metric over the original
+
+    def budgets(self) -> List[Tuple[str, float]]:
+        pairs = [("tpr_at_0.01_fpr", self.tpr_at_1pct), ("auc", self.auc), ("advantage", self.advantage)]
+        return [(metric, budget) for metric, budget in pairs if budget is not None]
+
+    @property
+    def active(self) -> bool:
+        return bool(self.budgets()) or self.pruned_not_worse is not None
+
+
+@dataclasses.dataclass(frozen=True)
+class StudyReport:
+    configurations: Tuple[Configuration, ...]
+    metric: str
+    summary: Tuple[Dict[str, Any], ...]  # configuration x setting x attack, mean/std/interval of every metric
+    deltas: Tuple[Dict[str, Any], ...]  # configuration x defended/pruned setting x attack, paired differences
+    matched: Tuple[Dict[str, Any], ...]  # family x attack, pruned vs original at the original's test accuracy
+    violations: Tuple[str, ...]
+    gate: GateConfig
+    num_resamples: int
+    tolerance: float = 0.01
+
+    @property
+    def passed(self) -> bool:
+        return not self.violations
+
+
+def _identity(configuration: Configuration) -> Dict[str, Any]:
+    return {"section": configuration.section, "pruner": configuration.pruner, "sparsity": configuration.sparsity,
+            "defense": configuration.defense, "seeds": " ".join(str(s) for s in configuration.seeds),
+            "num_seeds": len(configuration.runs)}
+
+
+def summary_rows(configuration: Configuration, num_resamples: int) -> List[Dict[str, Any]]:
+    rows = []
+    for setting in configuration.settings:
+        accuracy = configuration.test_accuracy(setting)
+        for attack in configuration.attacks:
+            estimates = setting_estimates(configuration.runs, configuration.scores, setting, attack, num_resamples)
+            if not estimates:
+                continue
+            row = {**_identity(configuration), "setting": setting, "attack": attack,
+                   "test_accuracy_mean": _mean(accuracy), "test_accuracy_std": _std(accuracy)}
+            for metric, estimate in estimates.items():
+                row.update({f"{metric}_mean": estimate.value, f"{metric}_std": _std(estimate.values),
+                            f"{metric}_low": estimate.low, f"{metric}_high": estimate.high,
+                            f"{metric}_per_seed": " ".join(f"{v:.6g}" for v in estimate.values)})
+            rows.append(row)
+    return rows
+
+
+def delta_rows(configuration: Configuration, num_resamples: int) -> List[Dict[str, Any]]:
+    rows = []
+    for setting in configuration.settings[1:]:
+        accuracy = [p - o for p, o in zip(configuration.test_accuracy(setting),
+                                          configuration.test_accuracy("original"))]
+        for attack in configuration.attacks:
+            deltas = paired_delta(configuration.runs, configuration.scores, attack, setting,
+                                  num_resamples=num_resamples)
+            if not deltas:
+                continue
+            row = {**_identity(configuration), "setting": setting, "attack": attack,
+                   "delta_test_accuracy": _mean(accuracy)}
+            for metric, estimate in deltas.items():
+                row.update({f"delta_{metric}": estimate.value, f"delta_{metric}_low": estimate.low,
+                            f"delta_{metric}_high": estimate.high, f"verdict_{metric}": estimate.verdict})
+            rows.append(row)
+    return rows
+
+
+def matched_accuracy_rows(configurations: Sequence[Configuration],
+                          summary: Mapping[int, Sequence[Mapping[str, Any]]], metric: str,
+                          tolerance: float = 0.01) -> List[Dict[str, Any]]:
+    """Per family and attack: the pruned metric interpolated linearly along the sparsity axis to the sparsity
+    where the pruned model's mean test accuracy equals the original's minus `tolerance` (the most pruned model
+    within `tolerance` of the original's accuracy), minus the original's metric.
+
+    When several sparsities cross that accuracy the highest is used; when none does the row says so and carries
+    no difference (no extrapolation)."""
+    by_family: Dict[Tuple, List[Configuration]] = defaultdict(list)
+    for configuration in configurations:
+        by_family[family_key(configuration.runs[0])].append(configuration)
+    # summary: id(configuration) -> its summary rows
+    lookup = {(key, row["setting"], row["attack"]): row for key, rows in summary.items() for row in rows}
+    rows = []
+    for members in by_family.values():
+        members = sorted(members, key=lambda c: c.sparsity)
+        first = members[0]
+        for setting in first.settings[1:]:
+            for attack in first.attacks:
+                original = lookup.get((id(first), "original", attack))
+                points = [(c.sparsity, lookup.get((id(c), setting, attack))) for c in members]
+                points = [(s, row) for s, row in points if row is not None and f"{metric}_mean" in row]
+                if original is None or not points:
+                    continue
+                target = original["test_accuracy_mean"] - tolerance
+                row = {"section": first.section, "pruner": first.pruner, "defense": first.defense,
+                       "setting": setting, "attack": attack, "metric": metric,
+                       "sparsities": " ".join(f"{s:g}" for s, _ in points),
+                       "original_test_accuracy": original["test_accuracy_mean"], "matched_test_accuracy": target,
+                       "original_metric": original[f"{metric}_mean"]}
+                row.update(_interpolate(target, [(s, r["test_accuracy_mean"], r[f"{metric}_mean"])
+                                                 for s, r in points]))
+                if row["matched_metric"] is not None:
+                    row["delta"] = row["matched_metric"] - row["original_metric"]
+                rows.append(row)
+    return rows
+
+
+def _interpolate(target: float, points: Sequence[Tuple[float, float, float]]) -> Dict[str, Any]:
+    """points: (sparsity, accuracy, metric) sorted by sparsity."""
+    found = None
+    for (s0, a0, m0), (s1, a1, m1) in zip(points, points[1:]):
+        if (a0 - target) * (a1 - target) <= 0 and a0 != a1:
+            t = (target - a0) / (a1 - a0)
+            found = (s0 + t * (s1 - s0), m0 + t * (m1 - m0))
+    for s, a, m in points:
+        if a == target and (found is None or s >= found[0]):
+            found = (s, m)
+    accuracies = [a for _, a, _ in points]
+    if found is None:
+        side = "above" if min(accuracies) > target else "below"
+        return {"matched_sparsity": None, "matched_metric": None, "delta": None,
+                "status": f"not matched: pruned test accuracy stays {side} the target "
+                          f"({min(accuracies):.4f}-{max(accuracies):.4f} vs {target:.4f})"}
+    return {"matched_sparsity": found[0], "matched_metric": found[1], "delta": None,
+            "status": "interpolated along sparsity"}
+
+
+def gate_violations(summary: Sequence[Mapping[str, Any]], deltas: Sequence[Mapping[str, Any]], gate: GateConfig,
+                    metric: str) -> List[str]:
+    violations = []
+    for row in summary:
+        if row["setting"] == "original":
+            continue  # the gate judges the models to be shipped: pruned (and defended) ones
+        for name, budget in gate.budgets():
+            high = row.get(f"{name}_high")
+            if high is None or math.isnan(high):
+                high = row.get(f"{name}_mean")  # no per-sample scores stored: the point estimate is all there is
+            if high is not None and high > budget:
+                violations.append(f"{row['section']}: {row['pruner']}@{row['sparsity']:g}, defense {row['defense']}, "
+                                  f"{row['setting']}, attack {row['attack']}: {METRIC_LABELS[name]} upper 95% bound "
+                                  f"{high:.4f} > budget {budget:g} (seeds {row['seeds']})")
+    if gate.pruned_not_worse is not None:
+        for row in deltas:
+            high = row.get(f"delta_{metric}_high")
+            if high is not None and high > gate.pruned_not_worse:
+                violations.append(f"{row['section']}: {row['pruner']}@{row['sparsity']:g}, defense {row['defense']}, "
+                                  f"{row['setting']}, attack {row['attack']}: {METRIC_LABELS[metric]} pruned - "
+                                  f"original upper 95% bound {high:+.4f} > tolerated {gate.pruned_not_worse:+g} "
+                                  f"(seeds {row['seeds']})")
+    return violations
+
+
+def build_report(results: Sequence[ExperimentResult], metric: str = "auc", num_resamples: int = 200,
+                 gate: GateConfig = GateConfig(), tolerance: float = 0.01) -> StudyReport:
+    if metric not in SCORE_METRICS:
+        raise ConfigError(f"report metric {metric!r} cannot be resampled from scores; choose one of "
+                          f"{', '.join(SCORE_METRICS)}")
+    if not 0 <= tolerance < 1:
+        raise ConfigError(f"match_tolerance={tolerance}: an accuracy difference in [0, 1), e.g. 0.01")
+    if num_resamples < 1:
+        raise ConfigError(f"report_resamples={num_resamples}: the intervals need at least 1 resample (200+ for 95%)")
+    configurations = group_configurations(results)
+    if not configurations:
+        raise ConfigError("no results to report; pass result files or run directories")
+    by_configuration = {id(c): summary_rows(c, num_resamples) for c in configurations}
+    summary = [row for c in configurations for row in by_configuration[id(c)]]
+    deltas = [row for c in configurations for row in delta_rows(c, num_resamples)]
+    matched = matched_accuracy_rows(configurations, by_configuration, metric, tolerance)
+    return StudyReport(tuple(configurations), metric, tuple(summary), tuple(deltas), tuple(matched),
+                       tuple(gate_violations(summary, deltas, gate, metric)), gate, num_resamples, tolerance)
+
+
+# -- writing -------------------------------------------------------------------------------------------------------
+
+def _fmt(value: Optional[float], digits: int = 4, sign: bool = False) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
+
+
+def _cell(row: Mapping[str, Any], metric: str) -> str:
+    if f"{metric}_mean" not in row:
+        return "-"
+    text = _fmt(row[f"{metric}_mean"])
+    if row["num_seeds"] > 1:
+        text += f" ± {_fmt(row[f'{metric}_std'])}"
+    low, high = row.get(f"{metric}_low"), row.get(f"{metric}_high")
+    if low is not None and not math.isnan(low):
+        text += f" [{_fmt(low)}, {_fmt(high)}]"
+    return text
+
+
+def _delta(row: Mapping[str, Any], metric: str) -> str:
+    return (f"{_fmt(row[f'delta_{metric}'], sign=True)} [{_fmt(row[f'delta_{metric}_low'], sign=True)}, "
+            f"{_fmt(row[f'delta_{metric}_high'], sign=True)}]")
+
+
+def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> List[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"] + \
+        ["| " + " | ".join(str(c) for c in row) + " |" for row in rows] + [""]
+
+
+def _sections(rows: Iterable[Mapping[str, Any]]) -> Dict[str, List[Mapping[str, Any]]]:
+    grouped: Dict[str, List[Mapping[str, Any]]] = defaultdict(list)
+    for row in rows:
+        grouped[row["section"]].append(row)
+    return grouped
+
+
+def markdown(report: StudyReport, figures: Mapping[str, str], sources: Sequence[str] = ()) -> str:
+    label = METRIC_LABELS[report.metric]
+    configurations = report.configurations
+    seeds = sorted({s for c in configurations for s in c.seeds}, key=str)
+    lines = ["# Study report", "",
+             f"{sum(len(c.runs) for c in configurations)} runs, {len(configurations)} configurations, seeds "
+             f"{', '.join(str(s) for s in seeds)}" + (f"; sources: {', '.join(sources)}" if sources else "") + ".",
+             f"Intervals are 95% bootstrap intervals over seeds and samples ({report.num_resamples} resamples; "
+             "seeds resampled, then members and non-members within each seed). Means ± standard deviation over "
+             "seeds.", ""]
+    if report.gate.active:
+        lines += ["## Release gate", "", "**PASSED**: every interval is within budget." if report.passed else
+                  f"**FAILED**: {len(report.violations)} budget violation(s):", ""]
+        lines += [f"- {v}" for v in report.violations] + [""]
+    lines += ["## Does pruning leak more? leakage(pruned) - leakage(original)", "",
+              "Per configuration and attack, the difference averaged over seeds, with a PAIRED 95% interval: both "
+              "victims are scored on the same target samples (matched by dataset index), which are resampled "
+              "together, and seeds are resampled on top. Verdict: `higher` / `lower` when the whole interval lies "
+              "above / below zero, else `no detectable difference`.", ""]
+    for section, rows in _sections(report.deltas).items():
+        lines += [f"### {section}", ""]
+        lines += _table(["pruner", "sparsity", "defense", "setting", "attack", "seeds", "Δ test acc",
+                         f"Δ {label} [95% CI]", "verdict", "Δ TPR@1%FPR [95% CI]", "verdict"],
+                        [[r["pruner"], f"{r['sparsity']:g}", r["defense"], r["setting"], r["attack"], r["seeds"],
+                          _fmt(r["delta_test_accuracy"], sign=True), _delta(r, report.metric),
+                          r[f"verdict_{report.metric}"], _delta(r, "tpr_at_0.01_fpr"), r["verdict_tpr_at_0.01_fpr"]]
+                         for r in rows])
+    lines += ["## Privacy at matched accuracy", "",
+              f"Comparing at equal sparsity mixes two effects: a pruned model that lost accuracy also fits its "
+              f"members less. Here the pruned (or defended) model's {label} is interpolated linearly **along the "
+              "sparsity axis** (mean over seeds) to the sparsity at which its mean test accuracy equals the "
+              f"original model's minus {report.tolerance:g} (the most pruned model within {report.tolerance:g} of "
+              "the original's accuracy), and compared with the original's. No extrapolation: a family whose "
+              "accuracy never crosses that value is reported as not matched.", ""]
+    for section, rows in _sections(report.matched).items():
+        lines += [f"### {section}", ""]
+        lines += _table(["pruner", "defense", "setting", "attack", "sparsities", "original test acc",
+                         "matched test acc", f"original {label}", "matched sparsity", f"{label} at matched accuracy",
+                         "Δ", "status"],
+                        [[r["pruner"], r["defense"], r["setting"], r["attack"], r["sparsities"],
+                          _fmt(r["original_test_accuracy"]), _fmt(r["matched_test_accuracy"]),
+                          _fmt(r["original_metric"]),
+                          _fmt(r["matched_sparsity"], 3), _fmt(r["matched_metric"]), _fmt(r["delta"], sign=True),
+                          r["status"]] for r in rows])
+    lines += ["## Tables (paper style)", "",
+              "Per attack: test accuracy and attack metrics, mean ± std over seeds [95% interval]. Sparsity 0 is the "
+              "original model; balanced accuracy has no resampled interval (it needs each attack's threshold).", ""]
+    by_section_attack: Dict[Tuple[str, str], List[Mapping[str, Any]]] = defaultdict(list)
+    for row in report.summary:
+        by_section_attack[(row["section"], row["attack"])].append(row)
+    for (section, attack), rows in by_section_attack.items():
+        seen, table_rows = set(), []
+        for r in rows:
+            original = r["setting"] == "original"
+            key = (r["pruner"], r["defense"], "original") if original else (r["pruner"], r["defense"], r["sparsity"],
+                                                                           r["setting"])
+            if key in seen:
+                continue  # the original model's row is the same for every sparsity of its family
+            seen.add(key)
+            table_rows.append([r["pruner"], r["defense"], "0" if original else f"{r['sparsity']:g}",
+                               r["setting"], r["seeds"],
+                               _fmt(r["test_accuracy_mean"]) + (f" ± {_fmt(r['test_accuracy_std'])}"
+                                                                if r["num_seeds"] > 1 else "")]
+                              + [_cell(r, m) for m in TABLE_METRICS])
+        lines += [f"### {section}, attack `{attack}`", ""]
+        lines += _table(["pruner", "defense", "sparsity", "setting", "seeds", "test acc"]
+                        + [METRIC_LABELS[m] for m in TABLE_METRICS], table_rows)
+    if figures:
+        lines += ["## Figures", ""]
+        for name, path in figures.items():
+            lines += [f"### {name}", "", f"![{name}]({path})", ""]
+    lines += ["## Runs", "", "Every configuration and the result file of each seed.", ""]
+    lines += _table(["configuration", "seed", "result"],
+                    [[c.label, str(run.config.get("seed")), f"`{shown_path(run.path)}`"] for c in configurations
+                     for run in c.runs])
+    lines += ["TensorBoard (hparams over all runs): `tensorboard --logdir tensorboard` in this directory.", ""]
+    return "\n".join(lines)
+
+
+def shown_path(path: Optional[str]) -> str:
+    """Relative to the working directory when below it, so a committed report names no machine's paths."""
+    if not path:
+        return "-"
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") else relative
+
+
+def _write_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
+    columns: List[str] = []
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, columns)
+            writer.writeheader()
+            for row in rows:
+                writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
+
+
+def per_seed_rows(report: StudyReport) -> List[Dict[str, Any]]:
+    return [{**row, "result": shown_path(run.path)} for c in report.configurations for run in c.runs
+            for row in run.rows()]
+
+
+def write_tensorboard(report: StudyReport, directory: Path) -> None:
+    """One hparams session per run: configuration -> accuracies, real sparsity and every attack's metrics."""
+    from tensorboard.plugins.hparams import api as hparams_api
+
+    from tfprune_mia.backend import tf
+
+    runs = [run for c in report.configurations for run in c.runs]
+    metrics = ["test_accuracy/original", "test_accuracy/pruned", "real_sparsity"]
+    metrics += sorted({f"{attack}/{m}/{setting}" for run in runs for setting, audit in run.settings.items()
+                       for attack in audit.ran for m in ("auc", "tpr_at_0.01_fpr", "advantage")})
+    names = ["dataset", "model", "pruner", "defense", "sparsity", "seed"]
+    with tf.summary.create_file_writer(str(directory)).as_default():
+        hparams_api.hparams_config(hparams=[hparams_api.HParam(name) for name in names],
+                                   metrics=[hparams_api.Metric(name) for name in metrics])
+    for number, run in enumerate(runs):
+        config = run.config
+        values = {"dataset": section_of(config), "model": config.get("model", ""),
+                  "pruner": config["prune"]["pruner"], "defense": defense_label(config),
+                  "sparsity": float(config["prune"]["sparsity"]), "seed": int(config.get("seed", 0))}
+        with tf.summary.create_file_writer(str(directory / f"run-{number:04d}")).as_default():
+            hparams_api.hparams(values, trial_id=Path(run.path).stem if run.path else str(number))
+            tf.summary.scalar("test_accuracy/original", run.original.model.test_accuracy, step=1)
+            if run.pruned is not None:
+                tf.summary.scalar("test_accuracy/pruned", run.pruned.model.test_accuracy, step=1)
+                tf.summary.scalar("real_sparsity", run.pruned.model.prunable_sparsity or 0.0, step=1)
+            for setting, audit in run.settings.items():
+                for attack, result in audit.ran.items():
+                    for m in ("auc", "tpr_at_0.01_fpr", "advantage"):
+                        tf.summary.scalar(f"{attack}/{m}/{setting}", result[m], step=1)
+
+
+def write_report(report: StudyReport, directory: os.PathLike, sources: Sequence[str] = (),
+                 figures: bool = True) -> Dict[str, str]:
+    """report.md, summary.csv, deltas.csv, matched_accuracy.csv, per_seed.csv, report.json, figures/*.png and
+    tensorboard/ in `directory`; returns name -> path."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    drawn: Dict[str, str] = {}
+    if figures:
+        from tfprune_mia.audit.study_figures import draw_figures
+
+        drawn = {name: os.path.relpath(path, directory)
+                 for name, path in draw_figures(report, directory / "figures").items()}
+    paths = {"markdown": directory / "report.md", "summary": directory / "summary.csv",
+             "deltas": directory / "deltas.csv", "matched": directory / "matched_accuracy.csv",
+             "per_seed": directory / "per_seed.csv", "json": directory / "report.json"}
+    with atomic_path(paths["markdown"]) as tmp:
+        tmp.write_text(markdown(report, drawn, sources))
+    _write_csv(paths["summary"], report.summary)
+    _write_csv(paths["deltas"], report.deltas)
+    _write_csv(paths["matched"], report.matched)
+    _write_csv(paths["per_seed"], per_seed_rows(report))
+    write_json(paths["json"], {"metric": report.metric, "num_resamples": report.num_resamples,
+                               "match_tolerance": report.tolerance,
+                               "summary": list(report.summary), "deltas": list(report.deltas),
+                               "matched_accuracy": list(report.matched), "violations": list(report.violations),
+                               "gate": dataclasses.asdict(report.gate), "figures": drawn,
+                               "runs": [{"configuration": c.label, "seed": run.config.get("seed"),
+                                         "result": shown_path(run.path)} for c in report.configurations
+                                        for run in c.runs]})
+    write_tensorboard(report, directory / "tensorboard")
+    return {**{k: str(v) for k, v in paths.items()}, "tensorboard": str(directory / "tensorboard"),
+            **{f"figure:{k}": str(directory / v) for k, v in drawn.items()}}
+
