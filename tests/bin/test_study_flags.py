@@ -26,13 +26,14 @@ def parsed():
 
 
 def test_option_flags_reach_every_pruner_and_defense_of_the_grid(parsed):
-    configs = parsed("--study_pruners=l1_unstructured,slimming", "--slimming_mode=one_shot", "--admm_iterations=3",
-                     "--study_defenses=none,dp:0.5", "--dp_clip=2.0", "--study_seeds=1,2", "--study_sparsities=0.5")
-    assert len(configs) == 8
-    assert {c.prune.slimming_mode for c in configs} == {"one_shot"}
-    assert {c.prune.admm_iterations for c in configs} == {3}
+    configs = parsed("--study_pruners=l1_unstructured,slimming,admm", "--slimming_mode=one_shot",
+                     "--admm_iterations=3", "--study_defenses=none,dp:0.5", "--dp_clip=2.0", "--study_seeds=1,2",
+                     "--study_sparsities=0.5")
+    assert len(configs) == 12
+    assert {c.prune.options.mode for c in configs if c.prune.pruner == "slimming"} == {"one_shot"}
+    assert {c.prune.options.iterations for c in configs if c.prune.pruner == "admm"} == {3}
     dp = [c for c in configs if c.defense.name == "dp"]
-    assert len(dp) == 4 and {(c.defense.strength, c.defense.dp_clip) for c in dp} == {(0.5, 2.0)}
+    assert len(dp) == 6 and {(c.defense.strength, c.defense.options.clip) for c in dp} == {(0.5, 2.0)}
     assert FLAGS.pruner == "l1_unstructured" and FLAGS.defense == "none"  # the grid leaves the flags as parsed
 
 

@@ -18,7 +18,7 @@ from tfprune_mia.pipeline.config import ExperimentConfig
 from tfprune_mia.pipeline.experiment import result_path
 from tfprune_mia.pipeline.study import HPARAM, StudyGrid, StudyOracle, TrialStatus, parse_defenses, run_study, \
     study_configs, study_table
-from tfprune_mia.pruning import PruneConfig
+from tfprune_mia.pruning import L1UnstructuredOptions, PruneConfig
 from tfprune_mia.training import TrainConfig
 
 TINY_TRAIN = TrainConfig(epochs=1, batch_size=32)
@@ -49,10 +49,11 @@ def test_grid_is_every_combination_ordered_so_neighbours_share_originals():
 
 
 def test_every_option_of_the_base_reaches_every_trial():
-    base = ExperimentConfig(num_shadows=1, prune=PruneConfig("l1_unstructured", 0.7, scope="global"),
+    base = ExperimentConfig(num_shadows=1, prune=PruneConfig("l1_unstructured", 0.7,
+                                                             L1UnstructuredOptions(scope="global")),
                             train=TrainConfig(epochs=2, patience=2), max_samples=300, attacks=("conf",))
     configs = study_configs(base, grid(sparsities=(0.5, 0.9), seeds=(3, 4)))
-    assert all(c.prune.scope == "global" and c.train == base.train and c.max_samples == 300
+    assert all(c.prune.options.scope == "global" and c.train == base.train and c.max_samples == 300
                and c.attacks == ("conf",) for c in configs)
     made = []
     study_configs(base, grid(pruners=("l1_filter",)), make_prune=lambda p, s: made.append((p, s)) or PruneConfig(p, s))

@@ -183,7 +183,7 @@ def defense_config_from_flags(strength=None):
                          options_from_flags(DEFENSES.get(FLAGS.defense).options_class))
 
 
-def check_option_flags(pruners, defense: str) -> None:
+def check_option_flags(pruners, defenses) -> None:
     """Refuse an option flag set on the command line that belongs only to pruners / defenses this run does not
     use (e.g. --scope=global with --pruner=l1_filter): it would be silently ignored."""
     from tfprune_mia.defenses import DEFENSES
@@ -195,7 +195,7 @@ def check_option_flags(pruners, defense: str) -> None:
         for name in registry.names():
             for flag in registry.get(name).options_class.flag_names().values():
                 owners.setdefault(flag, []).append((kind, name))
-    used = {("pruner", name) for name in pruners} | {("defense", defense)}
+    used = {("pruner", name) for name in pruners} | {("defense", name) for name in defenses}
     for flag, components in sorted(owners.items()):
         if FLAGS[flag].present and not used.intersection(components):
             kind, name = components[0]
@@ -215,8 +215,11 @@ def experiment_config_from_flags():
     prune = prune_config_from_flags(FLAGS.pruner, FLAGS.sparsity)
     shadow_prune = prune_config_from_flags(FLAGS.shadow_pruner or FLAGS.pruner,
                                            FLAGS.sparsity if FLAGS.shadow_sparsity is None else FLAGS.shadow_sparsity)
-    swept = (FLAGS["pruners"].value or []) if "pruners" in FLAGS else []  # bin/sweep's grid
-    check_option_flags({prune.pruner, shadow_prune.pruner, *swept}, FLAGS.defense)
+    # the grids of bin/sweep and bin/study use their pruners and defenses too
+    swept = [name for flag in ("pruners", "study_pruners") if flag in FLAGS for name in FLAGS[flag].value or []]
+    studied = [entry.split(":")[0] for entry in (FLAGS["study_defenses"].value or [])] \
+        if "study_defenses" in FLAGS else []
+    check_option_flags({prune.pruner, shadow_prune.pruner, *swept}, {FLAGS.defense, *studied})
     attacks = tuple(ATTACKS.names()) if FLAGS.attacks == ["all"] else tuple(FLAGS.attacks)
     return ExperimentConfig(
         dataset=FLAGS.dataset, model=FLAGS.model, data_dir=FLAGS.data_dir, seed=FLAGS.seed,

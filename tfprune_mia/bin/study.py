@@ -57,11 +57,7 @@ def _with_flags(overrides, build):
 
 
 def make_prune(pruner, sparsity):
-    if hasattr(common, "prune_config_from_flags"):
-        return common.prune_config_from_flags(pruner, sparsity)
-    return _with_flags({"pruner": pruner, "sparsity": sparsity, "shadow_pruner": None, "shadow_sparsity": None,
-                        "defense": "none", "defense_arg": None, "adaptive": False},
-                       lambda: experiment_config_from_flags().prune)
+    return common.prune_config_from_flags(pruner, sparsity)
 
 
 def make_defense(name, strength):
