@@ -59,8 +59,10 @@ def test_public_docstring_examples_run(small_world, tmp_path):
     globs = {"net": net, "shadow_net": shadow_net, "x": x, "y": y, "tmp_path": tmp_path,
              "TINY_TRAIN": TrainConfig(epochs=1, batch_size=64), "SignalConfig": SignalConfig,
              "compute_signals": compute_signals, "MembershipSet": MembershipSet,
-             "make_attack": tfprune_mia.make_attack}
-    functions = [audit_function, tfprune_mia.compute_signals, tfprune_mia.make_attack, tfprune_mia.run_experiment]
+             "make_attack": tfprune_mia.make_attack, "ModelData": tfprune_mia.ModelData,
+             "audit_models": tfprune_mia.audit_models}
+    functions = [audit_function, tfprune_mia.compute_signals, tfprune_mia.make_attack, tfprune_mia.run_experiment,
+                 tfprune_mia.audit_models]
     runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
     for function in functions:
         tests = doctest.DocTestFinder().find(function, globs=dict(globs))

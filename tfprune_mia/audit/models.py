@@ -114,6 +114,12 @@ def audit_models(target: ModelData, shadows: Sequence[ModelData] = (), pruned: O
     Shadow models (trained like the target on other data) train the shadow-based attacks and act as the OUT
     reference models of offline LiRA/RMIA; `pruned_shadows` (default: `shadows`) are the attacker's models for
     the pruned setting. `population`: records no model trained on, needed by RMIA.
+
+    >>> result = audit_models(ModelData(net, (x[:200], y[:200]), (x[200:400], y[200:400])),
+    ...                       shadows=[ModelData(shadow_net, (x[400:600], y[400:600]), (x[600:800], y[600:800]))],
+    ...                       attacks=("conf", "loss"), bootstrap_resamples=0)
+    >>> sorted(result.settings), sorted(result.original.attacks)
+    (['original'], ['conf', 'loss'])
     """
     names = unique_attacks(attacks)
     online = [n for n in names if ATTACKS.get(n).needs_in_models]
