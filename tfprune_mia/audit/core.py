@@ -93,8 +93,7 @@ def audit(target: MembershipSet, shadow: Optional[MembershipSet] = None, attacks
     if bootstrap_resamples < 0:
         raise ConfigError(f"bootstrap_resamples={bootstrap_resamples}: must be >= 0 (0 disables intervals)")
     for name in names:  # every missing input is reported before the first attack trains
-        attack = ATTACKS.get(name)(AttackContext())
-        attack.registry_name = name
+        attack = make_attack(name)
         if (attack.needs_shadow or attack.needs_reference) and attack.unavailable_reason(target.signals) is None:
             attack.check_inputs(shadow, reference)
     results: Dict[str, AttackResult] = {}

@@ -5,6 +5,7 @@ The results JSON is written last: its existence means the configuration is compl
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from pathlib import Path
@@ -91,11 +92,9 @@ def evaluate(stages: Stages, path: Path) -> ExperimentResult:
         scores.update({f"{name}/{attack}": r.scores for attack, r in result.ran.items()})
         scores.update({f"{name}/is_member": result.is_member, f"{name}/labels": result.labels,
                        f"{name}/index": index})
-    result = ExperimentResult(config.to_dict(), audits, package_versions(), stages.split.fingerprint(),
-                              seconds=time.time() - started)
-    figures = _figures(config, path, result, targets)
-    result = ExperimentResult(result.config, result.settings, result.versions, result.split_fingerprint,
-                              figures, time.time() - started, str(path))
+    result = ExperimentResult(config.to_dict(), audits, package_versions(), stages.split.fingerprint(), path=str(path))
+    result = dataclasses.replace(result, figures=_figures(config, path, result, targets),
+                                 seconds=time.time() - started)
     write_npz(path.with_suffix(".scores.npz"), **scores)
     # One TensorBoard run per configuration: attacks compare across configurations in its scalars view.
     log_metrics({f"{setting}/{name}/{metric}": value for setting, audit_result in audits.items()
