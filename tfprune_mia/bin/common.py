@@ -175,12 +175,14 @@ def prune_config_from_flags(pruner: str, sparsity: float):
     return PruneConfig(pruner, sparsity, options_from_flags(PRUNERS.get(pruner).options_class))
 
 
-def defense_config_from_flags(strength=None):
-    """The DefenseConfig of the defense flags; `strength` overrides --defense_arg (the tuner's trials)."""
+def defense_config_from_flags(strength=None, name=None):
+    """The DefenseConfig of the defense flags; `strength` overrides --defense_arg (the tuner's trials). With
+    `name`, defense `name` at `strength` (None: its default) with its options from the flags (a study's grid)."""
     from tfprune_mia.defenses import DEFENSES, DefenseConfig
 
-    return DefenseConfig(FLAGS.defense, FLAGS.defense_arg if strength is None else strength,
-                         options_from_flags(DEFENSES.get(FLAGS.defense).options_class))
+    if name is None:
+        name, strength = FLAGS.defense, FLAGS.defense_arg if strength is None else strength
+    return DefenseConfig(name, strength, options_from_flags(DEFENSES.get(name).options_class))
 
 
 def check_option_flags(pruners, defenses) -> None:

@@ -43,25 +43,12 @@ def study_grid():
         seeds=parse_numbers(FLAGS.study_seeds or [str(FLAGS.seed)], int, "study_seeds"))
 
 
-def _with_flags(overrides, build):
-    """`build()` with some flags temporarily set: each grid point's component is built by the same code as a
-    single run's, so every option flag reaches every trial (nothing is rebuilt from a few fields)."""
-    saved = {name: FLAGS[name].value for name in overrides}
-    try:
-        for name, value in overrides.items():
-            FLAGS[name].value = value
-        return build()
-    finally:
-        for name, value in saved.items():
-            FLAGS[name].value = value
-
-
 def make_prune(pruner, sparsity):
     return common.prune_config_from_flags(pruner, sparsity)
 
 
 def make_defense(name, strength):
-    return _with_flags({"defense": name, "defense_arg": strength}, common.defense_config_from_flags)
+    return common.defense_config_from_flags(strength, name=name)
 
 
 def main() -> int:
