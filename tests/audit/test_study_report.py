@@ -12,8 +12,9 @@ import pytest
 
 from tfprune_mia.attacks import SignalConfig
 from tfprune_mia.audit.paired import VERDICTS, SettingScores, paired, two_level_bootstrap
-from tfprune_mia.audit.study_report import GateConfig, _interpolate, build_report, gate_violations, load_results, \
-    shown_path, write_report
+from tfprune_mia.audit.gate import GateConfig, gate_violations
+from tfprune_mia.audit.report_writer import shown_path, write_report
+from tfprune_mia.audit.study_report import _interpolate, build_report, load_results
 from tfprune_mia.errors import ConfigError
 from tfprune_mia.pipeline.config import ExperimentConfig
 from tfprune_mia.pipeline.experiment import result_path, run_experiment

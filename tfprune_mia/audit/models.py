@@ -12,7 +12,7 @@ from typing import Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from tfprune_mia.attacks import ATTACKS, MembershipSet, ReferenceSignals, SignalConfig, Signals, compute_signals
+from tfprune_mia.attacks import ATTACKS, MembershipSet, ReferenceSignals, SignalConfig, compute_signals
 from tfprune_mia.audit.core import DEFAULT_ATTACKS, audit, derived_seed, unique_attacks
 from tfprune_mia.audit.results import AuditResult, ExperimentResult, ModelFacts
 from tfprune_mia.backend import keras

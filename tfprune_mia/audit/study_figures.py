@@ -10,7 +10,8 @@ from typing import Dict, List, Tuple
 
 import numpy as np
 
-from tfprune_mia.audit.study_report import METRIC_LABELS, Configuration, StudyReport
+from tfprune_mia.audit.study_report import Configuration, StudyReport
+from tfprune_mia.audit.tables import METRIC_LABELS
 from tfprune_mia.io import atomic_path
 from tfprune_mia.plots import _pyplot, figure_png, roc_figure
 

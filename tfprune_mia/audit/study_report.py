@@ -1,16 +1,15 @@
 """A study's report: any set of result files -> paper-style tables over seeds, the paired pruned-vs-original
-verdicts, privacy at matched accuracy, and a release gate; written as Markdown + PNG + CSV/JSON + TensorBoard.
+verdicts, privacy at matched accuracy, and the release gate's verdict (`report_writer` writes it out as Markdown +
+PNG + CSV/JSON + TensorBoard).
 
 Runs that differ only by seed are one configuration (`configuration_key`); a configuration's sparsity axis
 (same everything but the sparsity) is a family, along which the matched-accuracy comparison interpolates.
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
 import glob
 import json
-import math
 import os
 from collections import defaultdict
 from pathlib import Path
@@ -20,14 +19,9 @@ import numpy as np
 
 from tfprune_mia.audit.paired import SCORE_METRICS, SettingScores, load_scores, paired_delta, setting_estimates
 from tfprune_mia.audit.results import ExperimentResult
+from tfprune_mia.audit.gate import GateConfig, gate_violations
 from tfprune_mia.audit.tables import configuration_key
 from tfprune_mia.errors import CheckpointError, ConfigError
-from tfprune_mia.io import atomic_path, write_json
-
-METRIC_LABELS = {"balanced_accuracy": "bal. acc", "auc": "AUC", "advantage": "advantage",
-                 "tpr_at_0.01_fpr": "TPR@1%FPR", "tpr_at_0.001_fpr": "TPR@0.1%FPR"}
-TABLE_METRICS = ("balanced_accuracy", "auc", "tpr_at_0.01_fpr", "tpr_at_0.001_fpr")
-
 
 # -- loading ------------------------------------------------------------------------------------------------------
 
@@ -185,24 +179,6 @@ def _mean(values: Sequence[float]) -> float:
 
 
 @dataclasses.dataclass(frozen=True)
-class GateConfig:
-    """Release budgets: a configuration fails when the upper end of a 95% interval exceeds its budget."""
-
-    tpr_at_1pct: Optional[float] = None
-    auc: Optional[float] = None
-    advantage: Optional[float] = None
-    pruned_not_worse: Optional[float] = None  # largest tolerated increase of the report metric over the original
-
-    def budgets(self) -> List[Tuple[str, float]]:
-        pairs = [("tpr_at_0.01_fpr", self.tpr_at_1pct), ("auc", self.auc), ("advantage", self.advantage)]
-        return [(metric, budget) for metric, budget in pairs if budget is not None]
-
-    @property
-    def active(self) -> bool:
-        return bool(self.budgets()) or self.pruned_not_worse is not None
-
-
-@dataclasses.dataclass(frozen=True)
 class StudyReport:
     configurations: Tuple[Configuration, ...]
     metric: str
@@ -321,31 +297,6 @@ def _interpolate(target: float, points: Sequence[Tuple[float, float, float]]) ->
             "status": "interpolated along sparsity"}
 
 
-def gate_violations(summary: Sequence[Mapping[str, Any]], deltas: Sequence[Mapping[str, Any]], gate: GateConfig,
-                    metric: str) -> List[str]:
-    violations = []
-    for row in summary:
-        if row["setting"] == "original":
-            continue  # the gate judges the models to be shipped: pruned (and defended) ones
-        for name, budget in gate.budgets():
-            high = row.get(f"{name}_high")
-            if high is None or math.isnan(high):
-                high = row.get(f"{name}_mean")  # no per-sample scores stored: the point estimate is all there is
-            if high is not None and high > budget:
-                violations.append(f"{row['section']}: {row['pruner']}@{row['sparsity']:g}, defense {row['defense']}, "
-                                  f"{row['setting']}, attack {row['attack']}: {METRIC_LABELS[name]} upper 95% bound "
-                                  f"{high:.4f} > budget {budget:g} (seeds {row['seeds']})")
-    if gate.pruned_not_worse is not None:
-        for row in deltas:
-            high = row.get(f"delta_{metric}_high")
-            if high is not None and high > gate.pruned_not_worse:
-                violations.append(f"{row['section']}: {row['pruner']}@{row['sparsity']:g}, defense {row['defense']}, "
-                                  f"{row['setting']}, attack {row['attack']}: {METRIC_LABELS[metric]} pruned - "
-                                  f"original upper 95% bound {high:+.4f} > tolerated {gate.pruned_not_worse:+g} "
-                                  f"(seeds {row['seeds']})")
-    return violations
-
-
 def build_report(results: Sequence[ExperimentResult], metric: str = "auc", num_resamples: int = 200,
                  gate: GateConfig = GateConfig(), tolerance: float = 0.01) -> StudyReport:
     if metric not in SCORE_METRICS:
@@ -364,210 +315,3 @@ def build_report(results: Sequence[ExperimentResult], metric: str = "auc", num_r
     matched = matched_accuracy_rows(configurations, by_configuration, metric, tolerance)
     return StudyReport(tuple(configurations), metric, tuple(summary), tuple(deltas), tuple(matched),
                        tuple(gate_violations(summary, deltas, gate, metric)), gate, num_resamples, tolerance)
-
-
-# -- writing -------------------------------------------------------------------------------------------------------
-
-def _fmt(value: Optional[float], digits: int = 4, sign: bool = False) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    return f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
-
-
-def _cell(row: Mapping[str, Any], metric: str) -> str:
-    if f"{metric}_mean" not in row:
-        return "-"
-    text = _fmt(row[f"{metric}_mean"])
-    if row["num_seeds"] > 1:
-        text += f" ± {_fmt(row[f'{metric}_std'])}"
-    low, high = row.get(f"{metric}_low"), row.get(f"{metric}_high")
-    if low is not None and not math.isnan(low):
-        text += f" [{_fmt(low)}, {_fmt(high)}]"
-    return text
-
-
-def _delta(row: Mapping[str, Any], metric: str) -> str:
-    return (f"{_fmt(row[f'delta_{metric}'], sign=True)} [{_fmt(row[f'delta_{metric}_low'], sign=True)}, "
-            f"{_fmt(row[f'delta_{metric}_high'], sign=True)}]")
-
-
-def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> List[str]:
-    return ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"] + \
-        ["| " + " | ".join(str(c) for c in row) + " |" for row in rows] + [""]
-
-
-def _sections(rows: Iterable[Mapping[str, Any]]) -> Dict[str, List[Mapping[str, Any]]]:
-    grouped: Dict[str, List[Mapping[str, Any]]] = defaultdict(list)
-    for row in rows:
-        grouped[row["section"]].append(row)
-    return grouped
-
-
-def markdown(report: StudyReport, figures: Mapping[str, str], sources: Sequence[str] = ()) -> str:
-    label = METRIC_LABELS[report.metric]
-    configurations = report.configurations
-    seeds = sorted({s for c in configurations for s in c.seeds}, key=str)
-    lines = ["# Study report", "",
-             f"{sum(len(c.runs) for c in configurations)} runs, {len(configurations)} configurations, seeds "
-             f"{', '.join(str(s) for s in seeds)}" + (f"; sources: {', '.join(sources)}" if sources else "") + ".",
-             f"Intervals are 95% bootstrap intervals over seeds and samples ({report.num_resamples} resamples; "
-             "seeds resampled, then members and non-members within each seed). Means ± standard deviation over "
-             "seeds.", ""]
-    if report.gate.active:
-        lines += ["## Release gate", "", "**PASSED**: every interval is within budget." if report.passed else
-                  f"**FAILED**: {len(report.violations)} budget violation(s):", ""]
-        lines += [f"- {v}" for v in report.violations] + [""]
-    lines += ["## Does pruning leak more? leakage(pruned) - leakage(original)", "",
-              "Per configuration and attack, the difference averaged over seeds, with a PAIRED 95% interval: both "
-              "victims are scored on the same target samples (matched by dataset index), which are resampled "
-              "together, and seeds are resampled on top. Verdict: `higher` / `lower` when the whole interval lies "
-              "above / below zero, else `no detectable difference`.", ""]
-    for section, rows in _sections(report.deltas).items():
-        lines += [f"### {section}", ""]
-        lines += _table(["pruner", "sparsity", "defense", "setting", "attack", "seeds", "Δ test acc",
-                         f"Δ {label} [95% CI]", "verdict", "Δ TPR@1%FPR [95% CI]", "verdict"],
-                        [[r["pruner"], f"{r['sparsity']:g}", r["defense"], r["setting"], r["attack"], r["seeds"],
-                          _fmt(r["delta_test_accuracy"], sign=True), _delta(r, report.metric),
-                          r[f"verdict_{report.metric}"], _delta(r, "tpr_at_0.01_fpr"), r["verdict_tpr_at_0.01_fpr"]]
-                         for r in rows])
-    lines += ["## Privacy at matched accuracy", "",
-              f"Comparing at equal sparsity mixes two effects: a pruned model that lost accuracy also fits its "
-              f"members less. Here the pruned (or defended) model's {label} is interpolated linearly **along the "
-              "sparsity axis** (mean over seeds) to the sparsity at which its mean test accuracy equals the "
-              f"original model's minus {report.tolerance:g} (the most pruned model within {report.tolerance:g} of "
-              "the original's accuracy), and compared with the original's. No extrapolation: a family whose "
-              "accuracy never crosses that value is reported as not matched.", ""]
-    for section, rows in _sections(report.matched).items():
-        lines += [f"### {section}", ""]
-        lines += _table(["pruner", "defense", "setting", "attack", "sparsities", "original test acc",
-                         "matched test acc", f"original {label}", "matched sparsity", f"{label} at matched accuracy",
-                         "Δ", "status"],
-                        [[r["pruner"], r["defense"], r["setting"], r["attack"], r["sparsities"],
-                          _fmt(r["original_test_accuracy"]), _fmt(r["matched_test_accuracy"]),
-                          _fmt(r["original_metric"]),
-                          _fmt(r["matched_sparsity"], 3), _fmt(r["matched_metric"]), _fmt(r["delta"], sign=True),
-                          r["status"]] for r in rows])
-    lines += ["## Tables (paper style)", "",
-              "Per attack: test accuracy and attack metrics, mean ± std over seeds [95% interval]. Sparsity 0 is the "
-              "original model; balanced accuracy has no resampled interval (it needs each attack's threshold).", ""]
-    by_section_attack: Dict[Tuple[str, str], List[Mapping[str, Any]]] = defaultdict(list)
-    for row in report.summary:
-        by_section_attack[(row["section"], row["attack"])].append(row)
-    for (section, attack), rows in by_section_attack.items():
-        seen, table_rows = set(), []
-        for r in rows:
-            original = r["setting"] == "original"
-            key = (r["pruner"], r["defense"], "original") if original else (r["pruner"], r["defense"], r["sparsity"],
-                                                                           r["setting"])
-            if key in seen:
-                continue  # the original model's row is the same for every sparsity of its family
-            seen.add(key)
-            table_rows.append([r["pruner"], r["defense"], "0" if original else f"{r['sparsity']:g}",
-                               r["setting"], r["seeds"],
-                               _fmt(r["test_accuracy_mean"]) + (f" ± {_fmt(r['test_accuracy_std'])}"
-                                                                if r["num_seeds"] > 1 else "")]
-                              + [_cell(r, m) for m in TABLE_METRICS])
-        lines += [f"### {section}, attack `{attack}`", ""]
-        lines += _table(["pruner", "defense", "sparsity", "setting", "seeds", "test acc"]
-                        + [METRIC_LABELS[m] for m in TABLE_METRICS], table_rows)
-    if figures:
-        lines += ["## Figures", ""]
-        for name, path in figures.items():
-            lines += [f"### {name}", "", f"![{name}]({path})", ""]
-    lines += ["## Runs", "", "Every configuration and the result file of each seed.", ""]
-    lines += _table(["configuration", "seed", "result"],
-                    [[c.label, str(run.config.get("seed")), f"`{shown_path(run.path)}`"] for c in configurations
-                     for run in c.runs])
-    lines += ["TensorBoard (hparams over all runs): `tensorboard --logdir tensorboard` in this directory.", ""]
-    return "\n".join(lines)
-
-
-def shown_path(path: Optional[str]) -> str:
-    """Relative to the working directory when below it, so a committed report names no machine's paths."""
-    if not path:
-        return "-"
-    relative = os.path.relpath(path)
-    return path if relative.startswith("..") else relative
-
-
-def _write_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
-    columns: List[str] = []
-    for row in rows:
-        columns += [k for k in row if k not in columns]
-    with atomic_path(path) as tmp:
-        with open(tmp, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, columns)
-            writer.writeheader()
-            for row in rows:
-                writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
-
-
-def per_seed_rows(report: StudyReport) -> List[Dict[str, Any]]:
-    return [{**row, "result": shown_path(run.path)} for c in report.configurations for run in c.runs
-            for row in run.rows()]
-
-
-def write_tensorboard(report: StudyReport, directory: Path) -> None:
-    """One hparams session per run: configuration -> accuracies, real sparsity and every attack's metrics."""
-    from tensorboard.plugins.hparams import api as hparams_api
-
-    from tfprune_mia.backend import tf
-
-    runs = [run for c in report.configurations for run in c.runs]
-    metrics = ["test_accuracy/original", "test_accuracy/pruned", "real_sparsity"]
-    metrics += sorted({f"{attack}/{m}/{setting}" for run in runs for setting, audit in run.settings.items()
-                       for attack in audit.ran for m in ("auc", "tpr_at_0.01_fpr", "advantage")})
-    names = ["dataset", "model", "pruner", "defense", "sparsity", "seed"]
-    with tf.summary.create_file_writer(str(directory)).as_default():
-        hparams_api.hparams_config(hparams=[hparams_api.HParam(name) for name in names],
-                                   metrics=[hparams_api.Metric(name) for name in metrics])
-    for number, run in enumerate(runs):
-        config = run.config
-        values = {"dataset": section_of(config), "model": config.get("model", ""),
-                  "pruner": config["prune"]["pruner"], "defense": defense_label(config),
-                  "sparsity": float(config["prune"]["sparsity"]), "seed": int(config.get("seed", 0))}
-        with tf.summary.create_file_writer(str(directory / f"run-{number:04d}")).as_default():
-            hparams_api.hparams(values, trial_id=Path(run.path).stem if run.path else str(number))
-            tf.summary.scalar("test_accuracy/original", run.original.model.test_accuracy, step=1)
-            if run.pruned is not None:
-                tf.summary.scalar("test_accuracy/pruned", run.pruned.model.test_accuracy, step=1)
-                tf.summary.scalar("real_sparsity", run.pruned.model.prunable_sparsity or 0.0, step=1)
-            for setting, audit in run.settings.items():
-                for attack, result in audit.ran.items():
-                    for m in ("auc", "tpr_at_0.01_fpr", "advantage"):
-                        tf.summary.scalar(f"{attack}/{m}/{setting}", result[m], step=1)
-
-
-def write_report(report: StudyReport, directory: os.PathLike, sources: Sequence[str] = (),
-                 figures: bool = True) -> Dict[str, str]:
-    """report.md, summary.csv, deltas.csv, matched_accuracy.csv, per_seed.csv, report.json, figures/*.png and
-    tensorboard/ in `directory`; returns name -> path."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    drawn: Dict[str, str] = {}
-    if figures:
-        from tfprune_mia.audit.study_figures import draw_figures
-
-        drawn = {name: os.path.relpath(path, directory)
-                 for name, path in draw_figures(report, directory / "figures").items()}
-    paths = {"markdown": directory / "report.md", "summary": directory / "summary.csv",
-             "deltas": directory / "deltas.csv", "matched": directory / "matched_accuracy.csv",
-             "per_seed": directory / "per_seed.csv", "json": directory / "report.json"}
-    with atomic_path(paths["markdown"]) as tmp:
-        tmp.write_text(markdown(report, drawn, sources))
-    _write_csv(paths["summary"], report.summary)
-    _write_csv(paths["deltas"], report.deltas)
-    _write_csv(paths["matched"], report.matched)
-    _write_csv(paths["per_seed"], per_seed_rows(report))
-    write_json(paths["json"], {"metric": report.metric, "num_resamples": report.num_resamples,
-                               "match_tolerance": report.tolerance,
-                               "summary": list(report.summary), "deltas": list(report.deltas),
-                               "matched_accuracy": list(report.matched), "violations": list(report.violations),
-                               "gate": dataclasses.asdict(report.gate), "figures": drawn,
-                               "runs": [{"configuration": c.label, "seed": run.config.get("seed"),
-                                         "result": shown_path(run.path)} for c in report.configurations
-                                        for run in c.runs]})
-    write_tensorboard(report, directory / "tensorboard")
-    return {**{k: str(v) for k, v in paths.items()}, "tensorboard": str(directory / "tensorboard"),
-            **{f"figure:{k}": str(directory / v) for k, v in drawn.items()}}
-

@@ -16,6 +16,10 @@ ATTACK_COLUMNS = (("tpr_at_0.001_fpr", "TPR@0.1%"), ("tpr_at_0.01_fpr", "TPR@1%"
                   ("balanced_accuracy", "acc"))
 # The columns shown with their bootstrap 95% intervals.
 INTERVAL_COLUMNS = ATTACK_COLUMNS[:3]
+# A study report's names for the metrics, and the ones its tables show.
+METRIC_LABELS = {"balanced_accuracy": "bal. acc", "auc": "AUC", "advantage": "advantage",
+                 "tpr_at_0.01_fpr": "TPR@1%FPR", "tpr_at_0.001_fpr": "TPR@0.1%FPR"}
+TABLE_METRICS = ("balanced_accuracy", "auc", "tpr_at_0.01_fpr", "tpr_at_0.001_fpr")
 
 
 def _row(cells: List[str], widths: List[int]) -> str:

@@ -36,7 +36,9 @@ FLAGS = flags.FLAGS
 
 
 def main() -> int:
-    from tfprune_mia.audit.study_report import GateConfig, build_report, load_results, write_report
+    from tfprune_mia.audit.gate import GateConfig
+    from tfprune_mia.audit.report_writer import write_report
+    from tfprune_mia.audit.study_report import build_report, load_results
     from tfprune_mia.errors import ConfigError
 
     if not FLAGS.runs:
