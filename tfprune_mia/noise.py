@@ -35,6 +35,8 @@ TF_LOG_MESSAGES = (
     r"triggered tf\.function retracing",
     # the progress line's per-batch update on tiny batches; it is throttled and costs microseconds per call
     r"is slow compared to the batch time",
+    # tf.distribute: one line per all-reduce it traces (hundreds per multi_worker run)
+    r"^Collective (all_reduce|batch_all_gather)",
 )
 
 
