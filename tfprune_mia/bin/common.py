@@ -94,9 +94,10 @@ def define_experiment_flags() -> None:
     flags.DEFINE_string("canary_kind", "mislabel", "Canary kind: mislabel (random wrong label), noise, invert.")
     flags.DEFINE_integer("max_samples", 0, "Use a seeded random subset of this many records (0: all) for "
                          "affordable CPU runs; it gets its own run directory.")
-    flags.DEFINE_string("distribution", "none", "tf.distribute strategy for training and fine-tuning every model: "
-                        "none, mirrored (all visible GPUs of this machine) or multi_worker (the workers named by "
-                        "the TF_CONFIG environment variable; only the chief writes the run directory).")
+    flags.DEFINE_string("distribution", "none", "tf.distribute strategy training and fine-tuning every model: "
+                        "mirrored = all visible GPUs of this machine; multi_worker = the workers named by the "
+                        "TF_CONFIG environment variable (only the chief writes the run directory); none = one "
+                        "device. See docs/distribution.md.")
     register_flag_checks()
 
 
