@@ -109,7 +109,8 @@ def execution_record(name: str, batch_size: int) -> Dict:
     built = tf.distribute.get_strategy() if name == "none" else strategy(name)
     replicas = built.num_replicas_in_sync
     resolver = getattr(built, "cluster_resolver", None)
-    workers = len(resolver.cluster_spec().as_dict().get("worker", [])) if resolver is not None else 0
+    cluster = resolver.cluster_spec().as_dict() if resolver is not None else {}
+    workers = sum(len(cluster.get(task, [])) for task in ("chief", "worker"))
     return {"distribution": name, "replicas": replicas, "workers": max(workers, 1),
             "replica_batch_size": -(-batch_size // replicas)}
 
