@@ -14,7 +14,7 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 # Flags whose values are registry names, and the registry each one names.
 NAME_FLAGS = {"dataset": "dataset", "model": "model", "pruner": "pruner", "pruners": "pruner",
               "shadow_pruner": "pruner", "attacks": "attack", "tune_attack": "attack", "primary_attack": "attack",
-              "defense": "defense", "attack_artifact": "artifact"}
+              "defense": "defense", "attack_artifact": "artifact", "distribution": "distribution"}
 # Values of those flags that are not registry names but documented keywords.
 KEYWORDS = {"attack": {"all"}, "model": {""}}
 # Registered but deliberately absent from the README tables: `none` is the absence of a defense (the default).
@@ -28,11 +28,12 @@ def registries():
     from tfprune_mia.attacks import ATTACKS
     from tfprune_mia.data import DATASETS
     from tfprune_mia.defenses import DEFENSES
+    from tfprune_mia.distribute import STRATEGIES
     from tfprune_mia.models import MODELS
     from tfprune_mia.pruning import PRUNERS
 
     return {"pruner": PRUNERS, "attack": ATTACKS, "defense": DEFENSES, "dataset": DATASETS, "model": MODELS,
-            "artifact": ARTIFACTS}
+            "artifact": ARTIFACTS, "distribution": STRATEGIES}
 
 
 def binaries():

@@ -4,8 +4,8 @@ TensorFlow 2.15 and tf_keras print, on every run of a binary: three native `Unab
 factory` errors on machines without a GPU (a known TF 2.15 packaging wart), a legacy-format warning for every
 HDF5 model save (we save h5 on purpose: SavedModel reloads of custom layers were inexact, see docs), "compiled
 metrics have yet to be built" after loading an h5 model we never evaluate through `compiled_metrics`,
-initializer-serialisation warnings for the filter pruners' rebuilt layers, and tf.function retracing warnings
-for models of different shapes in one process. Only those messages are filtered (by their text), so any other
+initializer-serialisation warnings for the filter pruners' rebuilt layers, tf.function retracing warnings
+for models of different shapes in one process, and tf.distribute's info line for every all-reduce it traces. Only those messages are filtered (by their text), so any other
 warning still shows.
 
 `configure()` applies the policy: quiet unless TFPRUNE_MIA_VERBOSE=1 (the binaries set it from `--verbosity`).
@@ -35,6 +35,8 @@ TF_LOG_MESSAGES = (
     r"triggered tf\.function retracing",
     # the progress line's per-batch update on tiny batches; it is throttled and costs microseconds per call
     r"is slow compared to the batch time",
+    # tf.distribute: one line per all-reduce it traces (hundreds per multi_worker run)
+    r"^Collective (all_reduce|batch_all_gather)",
 )
 
 

@@ -148,7 +148,7 @@ class TrainingModel(keras.Model):
             loss = self.compute_training_loss(x, y, logits, per_example=per_example)
             # Under a strategy the optimiser sums the replicas' gradients, so each replica contributes its
             # share of the global-batch mean (and of the weight decay below); 1 replica: unchanged.
-            replica_loss = loss / replicas if replicas > 1 else loss
+            replica_loss = loss * replica_share(y) if replicas > 1 else loss
         if per_example:
             gradients = self.gradient_hook.compute_gradients(tape, loss, variables)
             loss = tf.reduce_mean(loss)
@@ -185,6 +185,14 @@ class TrainingModel(keras.Model):
     def _apply_masks_across(self, strategy: tf.distribute.Strategy) -> None:
         for variable, mask in self.mask_pairs:
             strategy.extended.update(variable, lambda v, m: v.assign(v * tf.cast(m, v.dtype)), args=(mask,))
+
+
+def replica_share(y: tf.Tensor) -> tf.Tensor:
+    """This replica's fraction of the global batch, inside a replica context. Not 1 / replicas: a last, partial
+    batch splits unevenly (7 samples on 2 replicas: 4 and 3), and weighting the replicas' means equally then
+    gave that step's loss another value than the one device's mean (measured: a different model after 3 epochs)."""
+    local = tf.cast(tf.shape(y)[0], tf.float32)
+    return local / tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, local)
 
 
 def make_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle_seed: Optional[int] = None):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from tfprune_mia.attacks import SignalConfig, Signals, compute_signals
-from tfprune_mia.backend import keras
+from tfprune_mia.backend import keras, tf
 
 
 def tiny_net():
@@ -38,3 +38,43 @@ def test_logit_confidence_is_stable_for_saturated_members(tmp_path):
     assert signals.logit_confidence[1] == pytest.approx(2.0 - np.log(np.exp(0.0) + np.exp(1.0)))
     signals.save(tmp_path / "s.npz")
     assert np.array_equal(Signals.load(tmp_path / "s.npz").logits, logits)
+
+
+class _RecordsPrecision(keras.layers.Layer):
+    """Identity that notes, when the signal function traces it, whether TF32 is on and the global policy."""
+
+    seen = []
+
+    def call(self, inputs):
+        _RecordsPrecision.seen.append((tf.config.experimental.tensor_float_32_execution_enabled(),
+                                       keras.mixed_precision.global_policy().name))
+        return inputs
+
+
+def test_signals_are_computed_in_float32_with_tf32_off_whatever_the_process_set():
+    inputs = keras.Input((6,))
+    logits = keras.layers.Dense(3, name="out")(keras.layers.Dense(8, activation="tanh", name="fc")(inputs))
+    reference = keras.Model(inputs, logits)
+    try:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+        inputs = keras.Input((6,))
+        hidden = keras.layers.Dense(8, activation="tanh", name="fc")(inputs)
+        mixed = keras.Model(inputs, keras.layers.Dense(3, name="out")(_RecordsPrecision()(hidden)))
+        mixed.set_weights(reference.get_weights())
+        tf.config.experimental.enable_tensor_float_32_execution(True)
+        x = np.random.default_rng(0).normal(size=(20, 6)).astype(np.float32)
+        y = np.arange(20) % 3
+        # The mixed net on its own computes in float16: its outputs are visibly off the float32 ones.
+        assert np.abs(mixed.predict(x, verbose=0).astype(np.float32) - reference.predict(x, verbose=0)).max() > 1e-5
+        _RecordsPrecision.seen.clear()
+        signals = compute_signals(mixed, x, y, SignalConfig(num_perturbations=3))
+        assert _RecordsPrecision.seen and set(_RecordsPrecision.seen) == {(False, "float32")}
+        # The settings of the process come back afterwards.
+        assert tf.config.experimental.tensor_float_32_execution_enabled()
+        assert keras.mixed_precision.global_policy().name == "mixed_float16"
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+        tf.config.experimental.enable_tensor_float_32_execution(False)
+    expected = compute_signals(reference, x, y, SignalConfig(num_perturbations=3))
+    np.testing.assert_allclose(signals.logits, expected.logits, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(signals.sensitivity, expected.sensitivity, rtol=1e-5, atol=1e-5)

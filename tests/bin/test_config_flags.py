@@ -151,3 +151,19 @@ def test_every_pruner_option_survives_a_sweep_grid(parse, pruner, field, flag):
     (cell,) = [config for config in configs if config.prune.pruner == pruner]
     assert_arrives(cell.prune.options, field, flag)
     assert cell.shadow_prune == cell.prune
+
+
+def test_the_distribution_flag_reaches_the_experiment_config_and_no_key(parse):
+    parse()
+    single = common.experiment_config_from_flags()
+    parse("--distribution=mirrored")
+    mirrored = common.experiment_config_from_flags()
+    assert (single.distribution, mirrored.distribution) == ("none", "mirrored")
+    assert mirrored.result_key() == single.result_key() and mirrored.original_key() == single.original_key()
+    parse("--distribution=tpu")
+    with pytest.raises(ConfigError, match="unknown distribution 'tpu'; choose one of: mirrored, multi_worker, none"):
+        common.experiment_config_from_flags()
+    parse("--distribution=mirrored", "--defense=dp")
+    with pytest.raises(ConfigError, match="defense dp cannot train under --distribution=mirrored .*"
+                                          "pass --distribution=none"):
+        common.experiment_config_from_flags()

@@ -10,6 +10,7 @@ them stably, where float32 posteriors would saturate at p_y = 1 for confidently 
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from pathlib import Path
 from typing import Optional, Sequence, Tuple
@@ -160,21 +161,53 @@ def compute_signals(net: keras.Model, x: np.ndarray, y: np.ndarray, config: Sign
     m, eps = config.num_perturbations, config.epsilon
     x = np.asarray(x, np.float32)
     batch_size = max(1, min(config.batch_size, len(x)))
-    batch_signals = _signal_function(net, (batch_size,) + x.shape[1:], m, eps, with_sensitivity)
-
     outputs = ([], [], [])
-    for index, start in enumerate(range(0, len(x), batch_size)):
-        batch = x[start:start + batch_size]
-        real = len(batch)
-        if real < batch_size:  # pad with zeros (their outputs are dropped) to keep the one traced shape
-            batch = np.concatenate([batch, np.zeros((batch_size - real,) + x.shape[1:], np.float32)])
-        seed = tf.constant([config.noise_seed, index], tf.int64)
-        for store, value in zip(outputs, batch_signals(tf.constant(batch), seed)):
-            store.append(value.numpy()[:real])
+    with exact_float32():
+        batch_signals = _signal_function(float32_twin(net), (batch_size,) + x.shape[1:], m, eps, with_sensitivity)
+        for index, start in enumerate(range(0, len(x), batch_size)):
+            batch = x[start:start + batch_size]
+            real = len(batch)
+            if real < batch_size:  # pad with zeros (their outputs are dropped) to keep the one traced shape
+                batch = np.concatenate([batch, np.zeros((batch_size - real,) + x.shape[1:], np.float32)])
+            seed = tf.constant([config.noise_seed, index], tf.int64)
+            for store, value in zip(outputs, batch_signals(tf.constant(batch), seed)):
+                store.append(value.numpy()[:real])
     num_classes = net.output_shape[-1]
     logits, posteriors, sensitivities = (np.concatenate(o) if o else np.zeros((0, num_classes), np.float32)
                                          for o in outputs)
     return Signals(posteriors, sensitivities, np.asarray(y, np.int64), logits)
+
+
+@contextlib.contextmanager
+def exact_float32():
+    """TF32 matmuls and the mixed-precision policy off while signals are computed, whatever the training set:
+    the sensitivity is a finite difference at eps = 1e-3, which TF32's 10-bit or float16's 11-bit mantissa
+    turns into rounding noise. Both settings are process-wide; the previous ones come back afterwards."""
+    tf32 = tf.config.experimental.tensor_float_32_execution_enabled()
+    policy = keras.mixed_precision.global_policy()
+    tf.config.experimental.enable_tensor_float_32_execution(False)
+    keras.mixed_precision.set_global_policy("float32")
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+        tf.config.experimental.enable_tensor_float_32_execution(tf32)
+
+
+def float32_twin(net: keras.Model) -> keras.Model:
+    """`net` itself when every layer computes in float32; otherwise (a net built under mixed precision) a copy
+    with float32 layers and `net`'s current weights, cached on `net` so it traces once. A layer's compute dtype
+    is fixed when it is built, so the global policy alone would not change how the trained net computes."""
+    if all(layer.dtype_policy.compute_dtype == "float32" for layer in net.layers):
+        return net
+    twin = net.__dict__.get("_tfprune_float32_twin")
+    if twin is None:
+        # A layer's config carries its policy, so each clone is rebuilt with float32 named explicitly.
+        twin = keras.models.clone_model(
+            net, clone_function=lambda layer: type(layer).from_config({**layer.get_config(), "dtype": "float32"}))
+        net.__dict__["_tfprune_float32_twin"] = twin
+    twin.set_weights(net.get_weights())  # every call: `net` may have trained since the last one
+    return twin
 
 
 def outputs_probabilities(net: keras.Model) -> bool:

@@ -37,6 +37,7 @@ REGISTRY_FLAGS = {
     "attacks": ("tfprune_mia.attacks", "ATTACKS"),
     "tune_attack": ("tfprune_mia.attacks", "ATTACKS"),
     "defense": ("tfprune_mia.defenses", "DEFENSES"),
+    "distribution": ("tfprune_mia.distribute", "STRATEGIES"),
 }
 MAX_SEED = 2**32 - 1  # scikit-learn's random_state range
 
@@ -93,6 +94,10 @@ def define_experiment_flags() -> None:
     flags.DEFINE_string("canary_kind", "mislabel", "Canary kind: mislabel (random wrong label), noise, invert.")
     flags.DEFINE_integer("max_samples", 0, "Use a seeded random subset of this many records (0: all) for "
                          "affordable CPU runs; it gets its own run directory.")
+    flags.DEFINE_string("distribution", "none", "tf.distribute strategy training and fine-tuning every model: "
+                        "mirrored = all visible GPUs of this machine; multi_worker = the workers named by the "
+                        "TF_CONFIG environment variable (only the chief writes the run directory); none = one "
+                        "device. See docs/distribution.md.")
     register_flag_checks()
 
 
@@ -231,7 +236,15 @@ def experiment_config_from_flags():
         num_reference_models=FLAGS.num_reference_models, bootstrap_resamples=FLAGS.bootstrap_resamples,
         defense=defense_config_from_flags(), adaptive=FLAGS.adaptive, max_samples=FLAGS.max_samples,
         attack_artifact=FLAGS.attack_artifact, released_sparsities=tuple(map(float, FLAGS.released_sparsities)),
-        canaries=FLAGS.canaries, canary_kind=FLAGS.canary_kind)
+        canaries=FLAGS.canaries, canary_kind=FLAGS.canary_kind, distribution=FLAGS.distribution)
+
+
+def start_distribution(config) -> None:
+    """Build the run's tf.distribute strategy before anything else runs on TensorFlow: multi_worker can
+    configure TensorFlow's collective ops only before its runtime starts."""
+    from tfprune_mia import distribute
+
+    distribute.strategy(config.distribution)
 
 
 def print_result(library_call: Callable, *args) -> None:
@@ -370,6 +383,7 @@ def run_experiment_binary(library_call: str) -> Callable[[], int]:
 
     def main() -> int:
         config = experiment_config_from_flags()
+        start_distribution(config)
         from tfprune_mia.pipeline import experiment
 
         print_result(getattr(experiment, library_call), config)

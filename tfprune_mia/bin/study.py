@@ -13,7 +13,8 @@ from __future__ import annotations
 from absl import flags, logging
 
 from tfprune_mia.bin import common
-from tfprune_mia.bin.common import define_experiment_flags, experiment_config_from_flags, run_main
+from tfprune_mia.bin.common import (define_experiment_flags, experiment_config_from_flags, run_main,
+                                    start_distribution)
 
 define_experiment_flags()
 flags.DEFINE_list("study_datasets", None, "Dataset registry names of the study; default: --dataset.")
@@ -55,6 +56,7 @@ def main() -> int:
     from tfprune_mia.pipeline.study import run_study, study_configs, study_table
 
     base = experiment_config_from_flags()
+    start_distribution(base)
     configs = study_configs(base, study_grid(), make_prune=make_prune, make_defense=make_defense)
     from tfprune_mia.backend import enable_determinism
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from absl import flags, logging
 
 from tfprune_mia.bin.common import (define_experiment_flags, experiment_config_from_flags, prune_config_from_flags,
-                                    run_main)
+                                    run_main, start_distribution)
 
 define_experiment_flags()
 flags.DEFINE_list("pruners", None, "Pruner registry names of the grid; default: --pruner.")
@@ -25,6 +25,7 @@ def main() -> int:
     from tfprune_mia.pipeline.sweep import parse_sparsities, run_sweep, sweep_configs, sweep_csv_rows, sweep_table
 
     base = experiment_config_from_flags()
+    start_distribution(base)
     # Every configuration is validated before the first one starts.
     configs = sweep_configs(base, FLAGS.pruners or [FLAGS.pruner],
                             parse_sparsities(FLAGS.sparsities or [str(FLAGS.sparsity)]),

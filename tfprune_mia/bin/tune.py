@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from absl import flags, logging
 
-from tfprune_mia.bin.common import define_experiment_flags, experiment_config_from_flags, run_main
+from tfprune_mia.bin.common import (define_experiment_flags, experiment_config_from_flags, run_main,
+                                    start_distribution)
 
 define_experiment_flags()
 flags.DEFINE_float("tune_min", 0.5, "Lower end of the defense_arg search range.")
@@ -25,6 +26,7 @@ FLAGS = flags.FLAGS
 
 def main() -> int:
     config = experiment_config_from_flags()  # validates every flag before any work starts
+    start_distribution(config)
     from tfprune_mia.backend import enable_determinism
     from tfprune_mia.pipeline.tuning import TuneConfig, format_tuning, tune_defense
     from tfprune_mia.pipeline.experiment import run_experiment

@@ -180,6 +180,9 @@ class AdvOptions(Options):
 class AdvReg(Defense):
     default_strength = 4.0  # Nasr et al.'s lambda as the pruning paper's code sets it
     options_class = AdvOptions
+    # The inference model trains inside each classifier step on host-side batch streams, which replicas
+    # cannot share.
+    strategy_refusal = "its inference model trains on host-side batch streams inside each step"
 
     def make_hook(self, context: DefenseContext, active_with_masks: bool = True) -> AdversarialRegularisation:
         check_reference_set(context)

@@ -108,6 +108,8 @@ class Defense(abc.ABC):
     options_class: type = NoOptions  # the frozen dataclass of this defense's own settings
     # A pruner the defense is built on (MCMIA = ADMM + the game); None: any pruner.
     required_pruner: Optional[str] = None
+    # Why this defense cannot train under a multi-device tf.distribute strategy (None: it can).
+    strategy_refusal: Optional[str] = None
 
     def __init__(self, config: DefenseConfig):
         self.config = config

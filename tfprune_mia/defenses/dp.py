@@ -148,6 +148,9 @@ class DPOptions(Options):
 class DPSGD(Defense):
     default_strength = 1.0  # noise multiplier sigma (the authors' 0.1 gives no meaningful epsilon)
     options_class = DPOptions
+    # TF Privacy 0.9's DP optimisers clip, sum and noise the gradients of each replica's share of the batch;
+    # the strategy then adds the replicas' noised sums, so noise and scale are not what the accountant assumes.
+    strategy_refusal = "TF Privacy's DP optimisers noise each replica's gradients separately"
 
     @classmethod
     def key(cls, config):

@@ -16,6 +16,7 @@ from tfprune_mia.data import DATASETS
 from tfprune_mia.data.canaries import CANARY_KINDS
 from tfprune_mia.data.splits import make_split
 from tfprune_mia.defenses import DEFENSES, DefenseConfig, make_defense
+from tfprune_mia.distribute import STRATEGIES
 from tfprune_mia.errors import ConfigError
 from tfprune_mia.io import stable_hash
 from tfprune_mia.models import MODELS
@@ -61,6 +62,9 @@ class ExperimentConfig:
     # each added to the victim's training set with probability 1/2 (0: none; the victim's splits never change).
     canaries: int = 0
     canary_kind: str = "mislabel"
+    # How the models are trained and fine-tuned (tfprune_mia.distribute): an execution choice like the device, so
+    # it is in no cache or result key; each model's meta records the strategy and replica count it trained under.
+    distribution: str = "none"
 
     def __post_init__(self):
         spec = DATASETS.get(self.dataset)
@@ -100,6 +104,11 @@ class ExperimentConfig:
         if self.canaries < 0:
             raise ConfigError(f"canaries={self.canaries}: use 0 (no privacy audit) or e.g. 500")
         CANARY_KINDS.get(self.canary_kind)
+        STRATEGIES.get(self.distribution)
+        refusal = DEFENSES.get(self.defense.name).strategy_refusal
+        if self.distribution != "none" and refusal:
+            raise ConfigError(f"defense {self.defense.name} cannot train under --distribution={self.distribution} "
+                              f"({refusal}); pass --distribution=none")
         needs_in = [name for name in self.attacks if ATTACKS.get(name).needs_in_models]
         if needs_in and self.num_reference_models < 2:
             raise ConfigError(f"attacks {', '.join(needs_in)} need IN reference models; pass "
@@ -148,6 +157,7 @@ class ExperimentConfig:
     def to_dict(self) -> Dict:
         config = dataclasses.asdict(self)
         config.pop("run_root")
+        config.pop("distribution")  # models trained under any strategy share their cache (see the field)
         # Left out at their defaults, so the result keys of configurations from before these options stay.
         for name, default in (("attack_artifact", "keras"), ("released_sparsities", ())):
             if config[name] == default or config[name] == list(default):

@@ -141,10 +141,10 @@ def run_experiment(config: ExperimentConfig) -> ExperimentResult:
     >>> round(result.pruned.model.prunable_sparsity, 2)
     0.7
     """
-    path = result_path(config)
     # A second process on the same configuration waits, then reuses the result; other configurations run on
     # (each model stage has its own lock, so shared originals are trained once).
     stages = Stages(config)
+    path = result_path(stages.config)  # a multi_worker worker's: in its scratch directory
     if not path.exists():
         stages.dataset  # read and checked before anything is written: bad data leaves no run directory behind
     with result_lock(path):

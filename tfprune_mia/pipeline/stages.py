@@ -8,6 +8,7 @@ finished is ever rewritten.
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import time
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
@@ -15,7 +16,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 from absl import logging
 
-from tfprune_mia import faults
+from tfprune_mia import distribute, faults
 from tfprune_mia.artifacts import artifact_signals, cached_artifact
 from tfprune_mia.attacks import MembershipSet, ReferenceSignals, Signals, compute_signals
 from tfprune_mia.audit.core import derived_seed
@@ -59,6 +60,12 @@ class Stages:
     def __init__(self, config: ExperimentConfig, require_cached: bool = False):
         self.config = config
         self.require_cached = require_cached
+        # A non-chief multi_worker worker trains every model with the chief but writes its copy of the run to
+        # a scratch directory; it reads the chief's finished models and checkpoints (self.chief_dir).
+        self.chief_dir: Optional[Path] = None
+        scratch = distribute.worker_scratch_root(config.distribution)
+        if scratch is not None:
+            self.chief_dir, self.config = config.base_dir, dataclasses.replace(config, run_root=scratch)
         self._dataset: Optional[Dataset] = None
         self._split: Optional[Split] = None
         self._canaries: Optional[CanarySet] = None
@@ -154,7 +161,11 @@ class Stages:
             key = self.config.pruned_key(spec.prune, spec.defense)
         # Only the victim trains on canaries: the attacker's models keep their cached directories.
         canaries = f"-{self.config.canary_key()}" if spec.role.is_victim and self.config.canaries else ""
-        return ModelStore(self.config.base_dir / key / f"{spec.role.name}{canaries}")
+        relative = Path(key) / f"{spec.role.name}{canaries}"
+        store = ModelStore(self.config.base_dir / relative)
+        if self.chief_dir is not None:
+            take_from_chief(ModelStore(self.chief_dir / relative), store)
+        return store
 
     def model(self, role: Role, setting: Setting, sparsity: Optional[float] = None) -> ModelStore:
         """The finished model of `role` in `setting`, trained (or pruned and fine-tuned) first if not cached."""
@@ -167,10 +178,11 @@ class Stages:
                                   "same flags (it trains and caches every model the attacks need)")
         with directory_lock(store.directory):  # a concurrent run training the same model: wait, then reuse it
             if not store.exists():
-                if spec.prune is None:
-                    self._train_original(spec, store)
-                else:
-                    self._prune(spec, store)
+                with distribute.scope(self.config.distribution):
+                    if spec.prune is None:
+                        self._train_original(spec, store)
+                    else:
+                        self._prune(spec, store)
         return store
 
     def _accuracies(self, net: keras.Model, part: Part) -> Dict[str, float]:
@@ -192,6 +204,8 @@ class Stages:
         defense = {"defense": {"key": spec.defense.key, "config": spec.defense.relevant(),
                                **defender.summary(context, fit)}} if spec.defense.enabled else {}
         store.save(net, {**defense, "role": spec.role.name, "kind": "original", "seconds": time.time() - started,
+                         "execution": distribute.execution_record(self.config.distribution,
+                                                                  self.config.train.batch_size),
                          "best_epoch": fit.best_epoch, "epochs_run": fit.epochs_run, "history": fit.history,
                          **self._accuracies(net, spec.part), "sparsity": sparsity_report(net),
                          "train_config": dataclasses.asdict(self.config.train)})
@@ -230,7 +244,9 @@ class Stages:
                          **self._accuracies(net, part), "sparsity": sparsity_report(net, reference),
                          "footprint": footprint(net), "original_footprint": footprint(reference),
                          "pruner_info": pruned.info, "defense": defense_record,
-                         "finetune_config": dataclasses.asdict(self.config.finetune)})
+                         "finetune_config": dataclasses.asdict(self.config.finetune),
+                         "execution": distribute.execution_record(self.config.distribution,
+                                                                  self.config.finetune.batch_size)})
 
     def facts(self, setting: Setting) -> ModelFacts:
         """The attacked victim's accuracies, sparsity, footprint and defense record in `setting`."""
@@ -356,6 +372,21 @@ class Stages:
                                + (f" ({setting.name.replace('_', ' ')})" if setting.adaptive else ""))
                 self.model(role, setting, sparsity)
                 progress.step()
+
+
+def take_from_chief(chief: ModelStore, store: ModelStore) -> None:
+    """A multi_worker worker's copy of what the chief has of a model: the finished model, else its training
+    checkpoints, so every worker trains the models the chief trains and resumes at the chief's epoch (one that
+    trained a model or epochs the chief skips would wait for it forever). The chief gets ahead of the workers
+    only in steps without collectives, so what is copied is never half-written by a training step."""
+    if store.exists():
+        return
+    if chief.exists():
+        store.directory.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(chief.model_path, store.model_path)
+        shutil.copyfile(chief.meta_path, store.meta_path)  # last: the completion marker
+    elif (chief.directory / "work").exists() and not (store.directory / "work").exists():
+        shutil.copytree(chief.directory / "work", store.directory / "work")
 
 
 def subsample(dataset: Dataset, max_samples: int, seed: int) -> Dataset:
