@@ -146,6 +146,20 @@ def test_report_numbers_equal_the_result_jsons(study):
             assert delta["verdict_auc"] in VERDICTS
 
 
+def test_headline_has_one_cell_per_configuration_and_attack_with_its_verdict(study):
+    _, report, paths, _ = study
+    text = Path(paths["markdown"]).read_text()
+    headline = text.split("### Headline: ")[1].split("\n### ")[0]
+    counts = {v: sum(r["verdict_auc"] == v for r in report.deltas) for v in VERDICTS}
+    assert (f"of {len(report.deltas)} differences, {counts['higher']} higher, {counts['lower']} lower, "
+            f"{counts['no detectable difference']} n.d.") in headline
+    for row in report.deltas:
+        line = next(line for line in headline.splitlines()
+                    if line.startswith(f"| {row['pruner']} | {row['sparsity']:g} | {row['defense']} | "))
+        verdict = {"no detectable difference": "n.d."}.get(row["verdict_auc"], row["verdict_auc"])
+        assert f"{row['delta_auc']:+.3f} [{row['delta_auc_low']:+.3f}, {row['delta_auc_high']:+.3f}] {verdict}" in line
+
+
 def test_report_compares_at_matched_accuracy_and_draws_the_plots(study):
     _, report, paths, report_dir = study
     matched = read_csv(paths["matched"])

@@ -49,6 +49,34 @@ def _sections(rows: Iterable[Mapping[str, Any]]) -> Dict[str, List[Mapping[str, 
     return grouped
 
 
+SHORT_VERDICTS = {"higher": "higher", "lower": "lower", "no detectable difference": "n.d."}
+
+
+def _headline(report: StudyReport) -> List[str]:
+    """The answer at a glance: one row per configuration, one column per attack, each cell the paired
+    difference of the report metric with its interval and verdict, and a count of the verdicts."""
+    metric, lines = report.metric, []
+    for section, rows in _sections(report.deltas).items():
+        attacks = list(dict.fromkeys(r["attack"] for r in rows))
+        by_row: Dict[tuple, Dict[str, Mapping[str, Any]]] = defaultdict(dict)
+        for r in rows:
+            by_row[(r["pruner"], r["sparsity"], r["defense"], r["setting"])][r["attack"]] = r
+        table = []
+        for (pruner, sparsity, defense, setting), cells in by_row.items():
+            first = next(iter(cells.values()))
+            table.append([pruner, f"{sparsity:g}", defense, setting, _fmt(first["delta_test_accuracy"], 3, True)]
+                         + [f"{_fmt(c[f'delta_{metric}'], 3, True)} [{_fmt(c[f'delta_{metric}_low'], 3, True)}, "
+                            f"{_fmt(c[f'delta_{metric}_high'], 3, True)}] {SHORT_VERDICTS[c[f'verdict_{metric}']]}"
+                            if (c := cells.get(attack)) else "-" for attack in attacks])
+        counts = {v: sum(r[f"verdict_{metric}"] == v for r in rows) for v in SHORT_VERDICTS}
+        lines += [f"### Headline: {section}", "",
+                  f"Δ {METRIC_LABELS[metric]} (pruned - original) [95% paired CI] and verdict (n.d.: no detectable "
+                  f"difference) per attack; of {len(rows)} differences, {counts['higher']} higher, "
+                  f"{counts['lower']} lower, {counts['no detectable difference']} n.d.", ""]
+        lines += _table(["pruner", "sparsity", "defense", "setting", "Δ test acc"] + attacks, table)
+    return lines
+
+
 def markdown(report: StudyReport, figures: Mapping[str, str], sources: Sequence[str] = ()) -> str:
     label = METRIC_LABELS[report.metric]
     configurations = report.configurations
@@ -68,6 +96,7 @@ def markdown(report: StudyReport, figures: Mapping[str, str], sources: Sequence[
               "victims are scored on the same target samples (matched by dataset index), which are resampled "
               "together, and seeds are resampled on top. Verdict: `higher` / `lower` when the whole interval lies "
               "above / below zero, else `no detectable difference`.", ""]
+    lines += _headline(report)
     for section, rows in _sections(report.deltas).items():
         lines += [f"### {section}", ""]
         lines += _table(["pruner", "sparsity", "defense", "setting", "attack", "seeds", "Δ test acc",
