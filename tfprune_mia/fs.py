@@ -160,6 +160,10 @@ class GPath:
         gfile.makedirs(str(self))
 
     def open(self, mode: str = "r"):
+        if mode.startswith("w") and _gfile().exists(str(self)) and not self.is_dir():
+            # ram:// (TF 2.15) appends when an existing file is opened for writing; every other file system
+            # truncates it, as this does.
+            _gfile().remove(str(self))
         return _gfile().GFile(str(self), mode)
 
     def read_bytes(self) -> bytes:
@@ -255,8 +259,18 @@ def glob(pattern: str) -> List[str]:
 
 def rmtree(value) -> None:
     if is_remote(value):
-        if _gfile().exists(str(value)):
-            _gfile().rmtree(str(value))
+        from tfprune_mia.backend import tf
+
+        gfile = _gfile()
+        if not gfile.exists(str(value)):
+            return
+        try:
+            gfile.rmtree(str(value))
+        except tf.errors.NotFoundError:
+            # ram:// answers NotFound for a directory it knows only through the files below it: delete those
+            for directory, _, files in list(gfile.walk(str(value), topdown=False)):
+                for name in files:
+                    gfile.remove(posixpath.join(directory, name))
     else:
         shutil.rmtree(value, ignore_errors=True)
 
