@@ -275,6 +275,14 @@ def rmtree(value) -> None:
         shutil.rmtree(value, ignore_errors=True)
 
 
+def mtime_ns(value) -> int:
+    """Last modification time in ns (0 where the file system keeps none, as ram:// does)."""
+    target = path(value)
+    if isinstance(target, GPath):
+        return int(_gfile().stat(str(target)).mtime_nsec)
+    return target.stat().st_mtime_ns
+
+
 def upload(local: os.PathLike, target: AnyPath) -> None:
     """Copy the finished local file `local` onto `target` so that readers never see a partial `target`: write a
     uniquely named sibling, then rename it over `target`."""

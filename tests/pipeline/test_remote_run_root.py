@@ -9,6 +9,7 @@ import pytest
 
 from tfprune_mia import fs
 from tfprune_mia.attacks import SignalConfig
+from tfprune_mia.audit.study_report import load_results, shown_path
 from tfprune_mia.backend import tf
 from tfprune_mia.locking import Lease
 from tfprune_mia.pipeline import experiment, stages
@@ -91,6 +92,9 @@ def test_study_with_run_root_and_study_dir_on_ram(ram_root, monkeypatch):
     manifest = json.loads((fs.path(study_dir) / "study.json").read_text())
     assert [t["result"] for t in manifest["trials"]] == [str(result_path(c)) for c in configs]
     assert tf.io.gfile.exists(f"{study_dir}/oracle/oracle.json")
+
+    assert [r.path for r in load_results([study_dir])] == [str(result_path(c)) for c in configs]  # `report`
+    assert shown_path(str(result_path(configs[0]))) == str(result_path(configs[0]))
 
     forbid_computing(monkeypatch)
     again = run_study(configs, study_dir, poll_seconds=0.1)  # the oracle knows both finished: nothing runs

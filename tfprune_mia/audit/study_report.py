@@ -21,6 +21,7 @@ import numpy as np
 from tfprune_mia.audit.paired import SCORE_METRICS, SettingScores, load_scores, paired_delta, setting_estimates
 from tfprune_mia.audit.results import ExperimentResult
 from tfprune_mia.audit.tables import configuration_key
+from tfprune_mia import fs
 from tfprune_mia.errors import CheckpointError, ConfigError
 from tfprune_mia.io import atomic_path, write_json
 
@@ -31,27 +32,30 @@ TABLE_METRICS = ("balanced_accuracy", "auc", "tpr_at_0.01_fpr", "tpr_at_0.001_fp
 
 # -- loading ------------------------------------------------------------------------------------------------------
 
-def result_files(sources: Sequence[str]) -> List[Path]:
+def result_files(sources: Sequence[str]) -> List[fs.AnyPath]:
     """Result JSONs named by `sources`: files, glob patterns, study directories (their study.json), run
-    directories / run roots (every results/*.json below) or directories of studies."""
-    found: List[Path] = []
+    directories / run roots (every results/*.json below) or directories of studies; local or on any TensorFlow
+    file system (e.g. gs://bucket/runs)."""
+    found: List[fs.AnyPath] = []
     for source in sources:
         if any(char in source for char in "*?["):
-            paths = [Path(p) for p in sorted(glob.glob(source, recursive=True))]
+            paths = [fs.path(p) for p in (fs.glob(source) if fs.is_remote(source)
+                                          else sorted(glob.glob(source, recursive=True)))]
         elif _manifest(source) is not None:
-            paths = [Path(t["result"]) for t in _manifest(source)["trials"] if Path(t["result"]).is_file()]
-        elif Path(source).is_dir():
-            paths = sorted(Path(source).rglob("results/*.json"))
-            for manifest in sorted(Path(source).rglob("study.json")):  # a directory of studies
-                paths += [Path(t["result"]) for t in _manifest(str(manifest.parent))["trials"]
-                          if Path(t["result"]).is_file()]
-        elif Path(source).is_file():
-            paths = [Path(source)]
+            paths = [fs.path(t["result"]) for t in _manifest(source)["trials"] if fs.path(t["result"]).is_file()]
+        elif fs.path(source).is_dir():
+            paths = sorted(fs.path(source).rglob("results/*.json"))
+            for manifest in sorted(fs.path(source).rglob("study.json")):  # a directory of studies
+                paths += [fs.path(t["result"]) for t in _manifest(str(manifest.parent))["trials"]
+                          if fs.path(t["result"]).is_file()]
+        elif fs.path(source).is_file():
+            paths = [fs.path(source)]
         else:
             raise ConfigError(f"{source}: no such result file, run directory or study directory; pass paths "
                               "written by train_prune, sweep or study")
         for path in paths:
-            path = path.resolve()  # a run root and its studies name the same files, relatively or not
+            if isinstance(path, Path):
+                path = path.resolve()  # a run root and its studies name the same files, relatively or not
             if path.suffix == ".json" and path not in found:
                 found.append(path)
     if not found:
@@ -61,18 +65,15 @@ def result_files(sources: Sequence[str]) -> List[Path]:
 
 def _manifest(source: str) -> Optional[Dict[str, Any]]:
     """A study directory's study.json (the study directory may be on any TensorFlow file system)."""
-    from tfprune_mia.backend import tf
-
-    path = os.path.join(source, "study.json")
-    if not tf.io.gfile.exists(path):
+    path = fs.path(source) / "study.json"
+    if not path.is_file():
         return None
-    with tf.io.gfile.GFile(path) as handle:
-        return json.loads(handle.read())
+    return json.loads(path.read_text())
 
 
 def load_results(sources: Sequence[str]) -> List[ExperimentResult]:
     """Every result named by `sources`, oldest file first (so a later re-run of the same seed wins)."""
-    files = sorted(result_files(sources), key=lambda p: p.stat().st_mtime_ns)
+    files = sorted(result_files(sources), key=fs.mtime_ns)
     return [ExperimentResult.load(path) for path in files]
 
 
@@ -486,6 +487,8 @@ def shown_path(path: Optional[str]) -> str:
     """Relative to the working directory when below it, so a committed report names no machine's paths."""
     if not path:
         return "-"
+    if fs.is_remote(path):
+        return path
     relative = os.path.relpath(path)
     return path if relative.startswith("..") else relative
 
