@@ -117,10 +117,6 @@ class GPath:
     def parent(self) -> "GPath":
         return self._with(self._path.parent)
 
-    @property
-    def parts(self):
-        return (f"{self._scheme}://",) + self._path.parts
-
     def with_suffix(self, suffix: str) -> "GPath":
         return self._with(self._path.with_suffix(suffix))
 
@@ -132,12 +128,6 @@ class GPath:
         if other._scheme != self._scheme:
             raise ValueError(f"{self} is not under {other}")
         return self._path.relative_to(other._path)
-
-    def expanduser(self) -> "GPath":
-        return self
-
-    def absolute(self) -> "GPath":
-        return self
 
     # -- file system ----------------------------------------------------------------------------------------
     def exists(self) -> bool:
@@ -221,18 +211,10 @@ def path(value: Union[str, os.PathLike, GPath]) -> AnyPath:
     return Path(text)
 
 
-def join(base: Union[str, os.PathLike, GPath], *parts: str) -> str:
-    """os.path.join that keeps `scheme://` intact (as os.path.join does), returning a string."""
-    return posixpath.join(str(base), *parts) if is_remote(base) else os.path.join(os.fspath(base), *parts)
-
-
-def makedirs(value) -> None:
-    path(value).mkdir(parents=True, exist_ok=True)
-
-
 def rename(source, target, overwrite: bool = False) -> None:
-    """Rename `source` onto `target`; with overwrite=False, FileExistsError when `target` exists. The check is
-    atomic only where the file system's own rename is (local disks, `ram://`, HDFS), not on object stores."""
+    """Rename `source` onto `target`; with overwrite=False, FileExistsError when `target` exists. Locally that
+    refusal is atomic (a hard link); through tf.io.gfile it is a check then a rename on every file system, so two
+    racing callers can both succeed (locking.Lease verifies its claims for that reason)."""
     from tfprune_mia.backend import tf
 
     if not is_remote(source) and not is_remote(target):
