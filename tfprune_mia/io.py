@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import io
 import json
 import os
 import tempfile
@@ -13,7 +14,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from tfprune_mia import faults
+from tfprune_mia import faults, fs
 from tfprune_mia.errors import CheckpointError, StorageError
 
 # A failed write with one of these errnos is the user's environment (disk, quota, permissions), not a bug.
@@ -22,8 +23,15 @@ STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCE
 
 @contextlib.contextmanager
 def atomic_path(path: os.PathLike, suffix: str = "") -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
-    path = Path(path)
+    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds.
+
+    For a `tf.io.gfile` path the temporary file is local (Keras h5, savez and PNG writers need a real file) and
+    is uploaded onto `path` (fs.upload) when the block succeeds."""
+    path = fs.path(path)
+    if isinstance(path, fs.GPath):
+        with _remote_atomic_path(path, suffix) as tmp:
+            yield tmp
+        return
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -45,6 +53,25 @@ def atomic_path(path: os.PathLike, suffix: str = "") -> Iterator[Path]:
                            "directory's permissions (or pick another --run_root) and re-run") from None
     finally:
         if tmp is not None and tmp.exists():
+            tmp.unlink()
+
+
+@contextlib.contextmanager
+def _remote_atomic_path(path: "fs.GPath", suffix: str) -> Iterator[Path]:
+    from tfprune_mia.backend import tf
+
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        faults.point(f"write/{path.name}")
+        fs.upload(tmp, path)
+    except tf.errors.OpError as err:
+        raise StorageError(f"could not write {path} ({err.message.strip().splitlines()[0][:160]}); check the "
+                           "bucket's permissions and quota (or pick another --run_root) and re-run") from None
+    finally:
+        if tmp.exists():
             tmp.unlink()
 
 
@@ -86,9 +113,9 @@ def write_csv(path: os.PathLike, rows: list) -> None:
 
 
 def read_json(path: os.PathLike) -> Any:
-    path = Path(path)
+    path = fs.path(path)
     try:
-        return json.loads(path.read_text())
+        return json.loads(_read_bytes(path))
     except FileNotFoundError:
         raise CheckpointError(f"{path} is missing; re-run the stage that writes it") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
@@ -100,11 +127,24 @@ def write_npz(path: os.PathLike, **arrays: np.ndarray) -> None:
         np.savez(tmp, **arrays)
 
 
+def _read_bytes(path: "fs.AnyPath") -> bytes:
+    """The whole file; a missing one raises FileNotFoundError on every file system."""
+    if isinstance(path, fs.GPath):
+        from tfprune_mia.backend import tf
+
+        try:
+            return path.read_bytes()
+        except tf.errors.NotFoundError:
+            raise FileNotFoundError(str(path)) from None
+    return path.read_bytes()
+
+
 def read_npz(path: os.PathLike) -> dict:
     """Load arrays without pickle: a cached file is data, never code."""
-    path = Path(path)
+    path = fs.path(path)
     try:
-        with np.load(path, allow_pickle=False) as data:
+        source = io.BytesIO(_read_bytes(path)) if isinstance(path, fs.GPath) else path
+        with np.load(source, allow_pickle=False) as data:
             return {key: data[key] for key in data.files}
     except FileNotFoundError:
         raise CheckpointError(f"{path} is missing; re-run the stage that writes it") from None
@@ -114,7 +154,8 @@ def read_npz(path: os.PathLike) -> dict:
 
 def sha256_file(path: os.PathLike, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    path = fs.path(path)
+    with (path.open("rb") if isinstance(path, fs.GPath) else open(path, "rb")) as handle:
         for block in iter(lambda: handle.read(chunk), b""):
             digest.update(block)
     return digest.hexdigest()
@@ -131,6 +172,6 @@ def _json_default(obj: Any) -> Any:
         return obj.item()
     if isinstance(obj, np.ndarray):
         return obj.tolist()
-    if isinstance(obj, Path):
+    if isinstance(obj, (Path, fs.GPath)):
         return str(obj)
     raise TypeError(f"cannot serialise {type(obj).__name__} to JSON")

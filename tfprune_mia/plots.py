@@ -11,6 +11,7 @@ from typing import Dict, Mapping, Tuple
 
 import numpy as np
 
+from tfprune_mia import fs
 from tfprune_mia.io import atomic_path
 
 HISTOGRAM_BINS = 30  # as the paper's divergence_plot notebook
@@ -119,7 +120,7 @@ def save_figures(figures: Dict[str, object], directory: Path, tensorboard_dir: P
     paths = {}
     encoded = {name: figure_png(fig) for name, fig in figures.items()}
     for name, png in encoded.items():
-        path = Path(directory) / f"{name}.png"
+        path = fs.path(directory) / f"{name}.png"
         with atomic_path(path) as tmp:
             tmp.write_bytes(png)
         paths[name] = str(path)

@@ -16,7 +16,7 @@ import numpy as np
 
 from absl import logging
 
-from tfprune_mia import faults
+from tfprune_mia import faults, fs
 from tfprune_mia.backend import keras, tf
 from tfprune_mia.errors import CheckpointError, ConfigError, TrainingError
 from tfprune_mia.io import atomic_path, write_json
@@ -328,7 +328,7 @@ class EpochSummaries(keras.callbacks.Callback):
 
     def __init__(self, log_dir: Path, flush_s: float = 30.0):
         super().__init__()
-        self.log_dir = Path(log_dir)
+        self.log_dir = fs.path(log_dir)
         self.flush_s = flush_s
         self._writers = {}
 
@@ -371,7 +371,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
 
     def __init__(self, directory: Path, patience: int, monitor: str = "val_accuracy", every_s: float = 30.0):
         super().__init__()
-        self.directory = Path(directory)
+        self.directory = fs.path(directory)
         self.patience = patience
         self.monitor = monitor
         self.every_s = float(every_s)
@@ -450,7 +450,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
         path = self._checkpoint_manager().save(checkpoint_number=epoch)
         faults.point("train.checkpoint")
         write_json(self.state_path, {"epoch": epoch, "best": self.best, "best_epoch": self.best_epoch,
-                                     "wait": self.wait, "checkpoint": os.path.relpath(path, self.directory),
+                                     "wait": self.wait, "checkpoint": os.path.relpath(path, str(self.directory)),
                                      "best_in_checkpoint": True})
         self._last_save = time.monotonic()
         faults.point("train.epoch")
@@ -542,7 +542,7 @@ def fit_classifier(net: keras.Model, train: Tuple[np.ndarray, np.ndarray], dev: 
     epoch, at least every `checkpoint_every_s` seconds after that and after the last epoch (0: every epoch).
     Raises TrainingError on a non-finite loss (after restoring the last good weights).
     """
-    work_dir = Path(work_dir)
+    work_dir = fs.path(work_dir)
     model = TrainingModel(net, config.weight_decay, loss=loss, loss_terms=loss_terms, mask_pairs=mask_pairs)
     hook_optimizers = [made for made in (hook.make_optimizer(config) for hook in model.hooks) if made is not None]
     if len(hook_optimizers) > 1:

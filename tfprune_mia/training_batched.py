@@ -34,6 +34,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from absl import logging
 
+from tfprune_mia import fs
 from tfprune_mia.backend import keras, set_seed, tf
 from tfprune_mia.errors import CheckpointError, ConfigError, TrainingError
 from tfprune_mia.io import atomic_path, write_json
@@ -348,7 +349,7 @@ class _StackCheckpoint:
     after the last epoch, in that order, so state.json always names a complete checkpoint."""
 
     def __init__(self, directory: Path, model: keras.Model, optimizer, every_s: float):
-        self.directory = Path(directory)
+        self.directory = fs.path(directory)
         self.every_s = float(every_s)
         self.manager = tf.train.CheckpointManager(tf.train.Checkpoint(model=model, optimizer=optimizer),
                                                   str(self.directory / "last"), max_to_keep=2)
@@ -370,7 +371,7 @@ class _StackCheckpoint:
             with open(tmp, "wb") as handle:
                 np.savez(handle, **arrays)
         write_json(self.state_path, {**state, "epoch": epoch, "best_file": best_file.name,
-                                     "checkpoint": os.path.relpath(path, self.directory)})
+                                     "checkpoint": os.path.relpath(path, str(self.directory))})
         for old in self.directory.glob("best_weights-*.npz"):
             if old.name != best_file.name:
                 old.unlink()
@@ -383,7 +384,8 @@ class _StackCheckpoint:
             state = json.loads(self.state_path.read_text())
             self.manager.checkpoint.restore(str(self.directory / state["checkpoint"])).expect_partial()
             best: List[Optional[Dict[str, List[np.ndarray]]]] = [None] * num_models
-            with np.load(self.directory / state["best_file"], allow_pickle=False) as data:
+            with fs.local_copy(self.directory / state["best_file"]) as best_file, \
+                    np.load(best_file, allow_pickle=False) as data:
                 for key in sorted(data.files, key=lambda key: int(key.rsplit("/", 1)[1])):
                     k, name, _ = key.split("/")
                     best[int(k)] = best[int(k)] or {}
@@ -478,7 +480,7 @@ def fit_classifiers(architecture: str, input_shape, num_classes: int, jobs: Sequ
     results: List[Optional[Tuple[keras.Model, FitResult]]] = [None] * len(jobs)
     for (train_size, dev_size), indices in groups.items():
         trained = _train_stack(architecture, input_shape, num_classes, [jobs[i] for i in indices], config,
-                               Path(work_dir) / f"stack-{train_size}-{dev_size}", checkpoint_every_s, verbose)
+                               fs.path(work_dir) / f"stack-{train_size}-{dev_size}", checkpoint_every_s, verbose)
         for index, result in zip(indices, trained):
             results[index] = result
     return results

@@ -139,6 +139,24 @@ def test_unwritable_run_root(tmp_path, train_prune):
     assert_one_line_error(code, err, f"{root} is not writable; fix its permissions")
 
 
+@pytest.mark.parametrize("flag,message", [
+    ("--run_root=nosuch://bucket/runs", "TensorFlow has no file system for nosuch:// here"),
+    ("--run_root=gs://", "gs:// names no location after gs://; pass e.g. gs://bucket/runs"),
+    ("--data_dir=gs://bucket/data", "gs://bucket/data: this flag needs a local directory; pass the directory"),
+])
+def test_file_system_path_flags(tmp_path, train_prune, flag, message):
+    code, _, err = train_prune(flag, *([f"--run_root={tmp_path / 'runs'}"] if "run_root" not in flag else []))
+    assert_one_line_error(code, err, message)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_run_root_and_study_dir_accept_tensorflow_file_system_paths():
+    from tfprune_mia.bin.common import check_directory_flag
+
+    check = check_directory_flag("pass a directory", writable=True, remote=True)
+    assert check("ram://runs") and check("gs://bucket/runs") and check("file:///tmp/runs")
+
+
 def test_unknown_defense(tmp_path, train_prune):
     from absl import flags
 

@@ -18,6 +18,7 @@ from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
+from tfprune_mia import fs
 from tfprune_mia.audit.metrics import batched_metrics
 from tfprune_mia.audit.results import ExperimentResult
 from tfprune_mia.errors import CheckpointError
@@ -56,7 +57,7 @@ class SettingScores:
 def scores_path(result: ExperimentResult) -> Path:
     if not result.path:
         raise CheckpointError("a result without a file has no per-sample scores; load it with ExperimentResult.load")
-    return Path(result.path).with_suffix(".scores.npz")
+    return fs.path(result.path).with_suffix(".scores.npz")
 
 
 def load_scores(result: ExperimentResult) -> Dict[str, SettingScores]:

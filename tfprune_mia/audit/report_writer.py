@@ -12,6 +12,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from tfprune_mia.audit.study_report import StudyReport, defense_label, section_of
 from tfprune_mia.audit.tables import METRIC_LABELS, TABLE_METRICS
+from tfprune_mia import fs
 from tfprune_mia.io import atomic_path, write_json
 
 def _fmt(value: Optional[float], digits: int = 4, sign: bool = False) -> str:
@@ -161,6 +162,8 @@ def shown_path(path: Optional[str]) -> str:
     """Relative to the working directory when below it, so a committed report names no machine's paths."""
     if not path:
         return "-"
+    if fs.is_remote(path):
+        return path
     relative = os.path.relpath(path)
     return path if relative.startswith("..") else relative
 

@@ -3,7 +3,6 @@ per attack and the divergence gaps, one set per (dataset, model) section, as PNG
 from __future__ import annotations
 
 import re
-import shutil
 from collections import defaultdict
 from pathlib import Path
 from typing import Dict, List, Tuple
@@ -12,6 +11,7 @@ import numpy as np
 
 from tfprune_mia.audit.study_report import Configuration, StudyReport
 from tfprune_mia.audit.tables import METRIC_LABELS
+from tfprune_mia import fs
 from tfprune_mia.io import atomic_path
 from tfprune_mia.plots import _pyplot, figure_png, roc_figure
 
@@ -177,11 +177,11 @@ def draw_figures(report: StudyReport, directory: Path) -> Dict[str, str]:
             paths[name] = _save(fig, directory / f"{name}.png")
         for configuration in configurations:
             source = configuration.runs[0].figures.get("divergence")
-            if source and Path(source).is_file():
+            if source and fs.path(source).is_file():
                 name = f"divergence_{slug}_{_slug(configuration.pruner)}_{configuration.sparsity:g}_" \
                        f"{_slug(configuration.defense)}"
                 target = directory / "divergence" / f"{name}.png"
                 target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(source, target)
+                target.write_bytes(fs.path(source).read_bytes())  # the run root may be a bucket
                 paths[name] = str(target)
     return paths

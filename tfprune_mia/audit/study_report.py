@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import glob
 import json
-import os
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
@@ -21,31 +20,35 @@ from tfprune_mia.audit.paired import SCORE_METRICS, SettingScores, load_scores, 
 from tfprune_mia.audit.results import ExperimentResult
 from tfprune_mia.audit.gate import GateConfig, gate_violations
 from tfprune_mia.audit.tables import configuration_key
+from tfprune_mia import fs
 from tfprune_mia.errors import CheckpointError, ConfigError
 
 # -- loading ------------------------------------------------------------------------------------------------------
 
-def result_files(sources: Sequence[str]) -> List[Path]:
+def result_files(sources: Sequence[str]) -> List[fs.AnyPath]:
     """Result JSONs named by `sources`: files, glob patterns, study directories (their study.json), run
-    directories / run roots (every results/*.json below) or directories of studies."""
-    found: List[Path] = []
+    directories / run roots (every results/*.json below) or directories of studies; local or on any TensorFlow
+    file system (e.g. gs://bucket/runs)."""
+    found: List[fs.AnyPath] = []
     for source in sources:
         if any(char in source for char in "*?["):
-            paths = [Path(p) for p in sorted(glob.glob(source, recursive=True))]
+            paths = [fs.path(p) for p in (fs.glob(source) if fs.is_remote(source)
+                                          else sorted(glob.glob(source, recursive=True)))]
         elif _manifest(source) is not None:
-            paths = [Path(t["result"]) for t in _manifest(source)["trials"] if Path(t["result"]).is_file()]
-        elif Path(source).is_dir():
-            paths = sorted(Path(source).rglob("results/*.json"))
-            for manifest in sorted(Path(source).rglob("study.json")):  # a directory of studies
-                paths += [Path(t["result"]) for t in _manifest(str(manifest.parent))["trials"]
-                          if Path(t["result"]).is_file()]
-        elif Path(source).is_file():
-            paths = [Path(source)]
+            paths = [fs.path(t["result"]) for t in _manifest(source)["trials"] if fs.path(t["result"]).is_file()]
+        elif fs.path(source).is_dir():
+            paths = sorted(fs.path(source).rglob("results/*.json"))
+            for manifest in sorted(fs.path(source).rglob("study.json")):  # a directory of studies
+                paths += [fs.path(t["result"]) for t in _manifest(str(manifest.parent))["trials"]
+                          if fs.path(t["result"]).is_file()]
+        elif fs.path(source).is_file():
+            paths = [fs.path(source)]
         else:
             raise ConfigError(f"{source}: no such result file, run directory or study directory; pass paths "
                               "written by train_prune, sweep or study")
         for path in paths:
-            path = path.resolve()  # a run root and its studies name the same files, relatively or not
+            if isinstance(path, Path):
+                path = path.resolve()  # a run root and its studies name the same files, relatively or not
             if path.suffix == ".json" and path not in found:
                 found.append(path)
     if not found:
@@ -55,18 +58,15 @@ def result_files(sources: Sequence[str]) -> List[Path]:
 
 def _manifest(source: str) -> Optional[Dict[str, Any]]:
     """A study directory's study.json (the study directory may be on any TensorFlow file system)."""
-    from tfprune_mia.backend import tf
-
-    path = os.path.join(source, "study.json")
-    if not tf.io.gfile.exists(path):
+    path = fs.path(source) / "study.json"
+    if not path.is_file():
         return None
-    with tf.io.gfile.GFile(path) as handle:
-        return json.loads(handle.read())
+    return json.loads(path.read_text())
 
 
 def load_results(sources: Sequence[str]) -> List[ExperimentResult]:
     """Every result named by `sources`, oldest file first (so a later re-run of the same seed wins)."""
-    files = sorted(result_files(sources), key=lambda p: p.stat().st_mtime_ns)
+    files = sorted(result_files(sources), key=fs.mtime_ns)
     return [ExperimentResult.load(path) for path in files]
 
 

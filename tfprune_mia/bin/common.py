@@ -13,7 +13,7 @@ from typing import Callable
 
 from absl import app, flags, logging
 
-from tfprune_mia import noise
+from tfprune_mia import fs, noise
 from tfprune_mia.errors import TfpruneError
 
 FLAGS = flags.FLAGS
@@ -109,9 +109,10 @@ def register_flag_checks() -> None:
     flags.register_validator("shadow_sparsity", _check(
         lambda value: value is None or 0 < value < 1,
         "must be strictly between 0 and 1; pass e.g. --shadow_sparsity=0.7, or omit it to use --sparsity"))
-    flags.register_validator("run_root", _check_directory_flag(
-        "pass a directory (it is created if missing) or a path that does not exist yet", writable=True))
-    flags.register_validator("data_dir", _check_directory_flag(
+    flags.register_validator("run_root", check_directory_flag(
+        "pass a directory (it is created if missing), a path that does not exist yet or a TensorFlow file system "
+        "path such as gs://bucket/runs", writable=True, remote=True))
+    flags.register_validator("data_dir", check_directory_flag(
         "pass the directory holding the dataset files, or omit --data_dir for the standard location"))
 
 
@@ -124,11 +125,20 @@ def _check(predicate: Callable, message: str) -> Callable:
     return check
 
 
-def _check_directory_flag(fix: str, writable: bool = False) -> Callable:
-    """A validator for a flag naming a directory: it, or where it would be created, must not be a file."""
+def check_directory_flag(fix: str, writable: bool = False, remote: bool = False) -> Callable:
+    """A validator for a flag naming a directory: it, or where it would be created, must not be a file.
+    `remote`: a `scheme://` path of a TensorFlow file system (e.g. gs://bucket/runs) is accepted too; only its
+    scheme is checked here, the bucket and its permissions by the first write."""
 
     def check(value):
         if not value:
+            return True
+        if fs.is_remote(value):
+            if not remote:
+                raise flags.ValidationError(f"{value}: this flag needs a local directory; {fix}")
+            problem = fs.scheme_problem(value)
+            if problem:
+                raise flags.ValidationError(problem)
             return True
         path = os.path.abspath(os.path.expanduser(value))
         existing = path

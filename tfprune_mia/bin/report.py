@@ -15,7 +15,7 @@ from absl import flags
 from tfprune_mia.bin.common import run_main
 
 flags.DEFINE_list("runs", None, "Result files, glob patterns, run directories, run roots or study "
-                "directories.")
+                "directories, local or on any TensorFlow file system (e.g. gs://bucket/runs).")
 flags.DEFINE_string("report_dir", "report", "Directory the report is written to.")
 flags.DEFINE_enum("report_metric", "auc", ["auc", "advantage", "tpr_at_0.01_fpr", "tpr_at_0.001_fpr"],
                   "Attack metric of the verdicts, the matched-accuracy comparison and the plots.")

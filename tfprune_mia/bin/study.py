@@ -26,6 +26,9 @@ flags.DEFINE_list("study_defenses", None, "Defenses as name or name:strength, e.
 flags.DEFINE_list("study_seeds", None, "Seeds; default: --seed.")
 flags.DEFINE_string("study_dir", "", "Directory of the study's oracle state and manifest (local or any "
                     "TensorFlow file system path); default: a directory named after the grid under --run_root.")
+flags.register_validator("study_dir", common.check_directory_flag(
+    "pass a directory, a path that does not exist yet or a TensorFlow file system path such as gs://bucket/studies",
+    writable=True, remote=True))
 flags.DEFINE_float("study_poll_seconds", 2.0, "Seconds an idle worker waits before asking the chief again.")
 
 FLAGS = flags.FLAGS

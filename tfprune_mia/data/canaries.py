@@ -20,6 +20,7 @@ from typing import Callable, Optional, Tuple
 
 import numpy as np
 
+from tfprune_mia import fs
 from tfprune_mia.errors import CheckpointError, ConfigError
 from tfprune_mia.io import read_npz, stable_hash, write_npz
 from tfprune_mia.registry import Registry
@@ -173,7 +174,7 @@ def load_or_make_canaries(path: Path, labels: np.ndarray, num_classes: int, coun
                           seed: int = 0, pool: Optional[np.ndarray] = None) -> CanarySet:
     """The saved canaries if they match the request; otherwise drawn once and saved. A saved set is never
     redrawn: its inclusions are the audit's secret, and models trained with them depend on it."""
-    path = Path(path)
+    path = fs.path(path)
     if path.exists():
         canaries = load_canaries(path)
         wanted = (len(labels), count, kind, int(seed))

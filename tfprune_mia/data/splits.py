@@ -13,6 +13,7 @@ from typing import List
 import numpy as np
 from sklearn.model_selection import train_test_split
 
+from tfprune_mia import fs
 from tfprune_mia.errors import CheckpointError, ConfigError
 from tfprune_mia.io import read_npz, stable_hash, write_npz
 
@@ -137,7 +138,7 @@ def load_split(path: Path) -> Split:
 
 def load_or_make_split(path: Path, num_records: int, seed: int, num_shadows: int) -> Split:
     """The persisted split if it matches; a saved split with fewer shadows is extended, never rewritten."""
-    path = Path(path)
+    path = fs.path(path)
     if path.exists():
         split = load_split(path)
         if split.num_records != num_records or split.seed != seed:

@@ -6,7 +6,6 @@ their attacks (SAMIA alone is tens of seconds) are computed once per run directo
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import List, Optional
 
 import numpy as np
@@ -42,7 +41,7 @@ def attack_key(stages, setting: Setting, name: str) -> str:
 class AttackCache:
     def __init__(self, stages, setting: Setting):
         self.stages, self.setting = stages, setting
-        self.directory = Path(stages.config.base_dir) / "attacks"
+        self.directory = stages.config.base_dir / "attacks"
 
     def _paths(self, name: str):
         stem = self.directory / attack_key(self.stages, self.setting, name)

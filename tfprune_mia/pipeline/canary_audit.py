@@ -7,7 +7,6 @@ models, the attack's configuration and the canary set.
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Dict
 
 import numpy as np
@@ -42,7 +41,7 @@ def canary_signals(stages, setting: Setting) -> Signals:
 def canary_scores(stages, setting: Setting) -> tuple:
     """(attack -> scores of the canaries, attack -> why it was skipped)."""
     config = stages.config
-    directory = Path(config.base_dir) / "attacks"
+    directory = config.base_dir / "attacks"
     scores: Dict[str, np.ndarray] = {}
     skipped: Dict[str, str] = {}
     signals = shadow = None

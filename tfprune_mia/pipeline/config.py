@@ -6,9 +6,9 @@ reuses the trained originals and unrelated flags never invalidate a model.
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple
 
+from tfprune_mia import fs
 from tfprune_mia.artifacts import ARTIFACTS
 from tfprune_mia.attacks import ATTACKS, SignalConfig
 from tfprune_mia.audit.core import DEFAULT_ATTACKS, derived_seed, unique_attacks
@@ -119,9 +119,9 @@ class ExperimentConfig:
         return any(ATTACKS.get(name).needs_in_models for name in self.attacks)
 
     @property
-    def base_dir(self) -> Path:
+    def base_dir(self) -> fs.AnyPath:
         subset = f"-n{self.max_samples}" if self.max_samples else ""
-        return Path(self.run_root) / f"{self.dataset}{subset}-{self.model}-seed{self.seed}"
+        return fs.path(self.run_root) / f"{self.dataset}{subset}-{self.model}-seed{self.seed}"
 
     @property
     def settings(self) -> Tuple[str, ...]:

@@ -1,10 +1,13 @@
-"""Trained models on disk: model.h5 (the full Keras model) plus meta.json, written last as the completion marker."""
+"""Trained models on disk: model.h5 (the full Keras model) plus meta.json, written last as the completion marker.
+
+The directory may be local or on any `tf.io.gfile` file system: Keras writes h5 only to a real file, so the model is
+saved to a local temporary file and uploaded (io.atomic_path), and read back through a local copy."""
 from __future__ import annotations
 
-from pathlib import Path
+import os
 from typing import Dict
 
-from tfprune_mia import faults
+from tfprune_mia import faults, fs
 from tfprune_mia.backend import keras
 from tfprune_mia.errors import CheckpointError
 from tfprune_mia.io import atomic_path, read_json, write_json
@@ -13,15 +16,15 @@ from tfprune_mia.pipeline.config import FORMAT_VERSION
 
 
 class ModelStore:
-    def __init__(self, directory: Path):
-        self.directory = Path(directory)
+    def __init__(self, directory: os.PathLike):
+        self.directory = fs.path(directory)
 
     @property
-    def meta_path(self) -> Path:
+    def meta_path(self) -> fs.AnyPath:
         return self.directory / "meta.json"
 
     @property
-    def model_path(self) -> Path:
+    def model_path(self) -> fs.AnyPath:
         return self.directory / "model.h5"
 
     def exists(self) -> bool:
@@ -37,8 +40,9 @@ class ModelStore:
 
     def load(self) -> keras.Model:
         self.meta()
-        return load_model_safely(self.model_path, "cached model",
-                                 f"delete {self.directory} and re-run to retrain it")
+        with fs.local_copy(self.model_path) as local:
+            return load_model_safely(local, "cached model",
+                                     f"delete {self.directory} and re-run to retrain it")
 
     def save(self, net: keras.Model, meta: Dict) -> None:
         with atomic_path(self.model_path) as tmp:

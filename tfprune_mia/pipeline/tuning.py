@@ -16,6 +16,7 @@ from typing import Callable, Dict, List, Optional
 import keras_tuner
 from tensorboard.plugins.hparams import api as hparams_api
 
+from tfprune_mia import fs
 from tfprune_mia.audit.results import ExperimentResult
 from tfprune_mia.backend import tf
 from tfprune_mia.errors import ConfigError
@@ -67,7 +68,7 @@ class DefenseTuner(keras_tuner.Tuner):
                                                         max_trials=tune.max_trials, seed=base_config.seed)
         super().__init__(oracle=oracle, **kwargs)
         self.base_config, self.tune, self.run_experiment = base_config, tune, run
-        self.log_dir = Path(log_dir)
+        self.log_dir = fs.path(log_dir)
         self.rows: List[Dict] = []
         with tf.summary.create_file_writer(str(self.log_dir)).as_default():
             hparams_api.hparams_config(
@@ -105,7 +106,7 @@ def tune_defense(base_config, tune: TuneConfig, run: Callable[[object], Experime
     """Search `base_config.defense`'s strength; returns the trials and the best (feasible if any) trial."""
     if not base_config.defense.enabled:
         raise ConfigError("nothing to tune without a defense; pass e.g. --defense=ppb")
-    directory = Path(directory or base_config.base_dir / "tuning")
+    directory = fs.path(directory or base_config.base_dir / "tuning")
     name = f"{base_config.result_key()}-{tune.metric}-{tune.bound:g}"
     tuner = DefenseTuner(base_config, tune, run, directory / "tensorboard" / name, directory=str(directory),
                          project_name=name, overwrite=True)

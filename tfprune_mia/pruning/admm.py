@@ -17,6 +17,7 @@ import math
 
 import numpy as np
 
+from tfprune_mia import fs
 from tfprune_mia.backend import keras, tf
 from tfprune_mia.errors import ConfigError, TrainingError
 from tfprune_mia.io import atomic_path, read_json, write_json
@@ -63,7 +64,8 @@ class ADMM(MaskedPruner):
         done = data.work_dir / "admm.json"
         weights = data.work_dir / "admm_weights.h5"
         if done.exists():  # the phase finished in an earlier, interrupted run
-            net.load_weights(str(weights))
+            with fs.local_copy(weights) as local:
+                net.load_weights(str(local))
             self.info["admm"] = read_json(done)
             return net
         kernels = prunable_kernels(net)

@@ -8,6 +8,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from tfprune_mia import fs
 from tfprune_mia.backend import keras
 from tfprune_mia.errors import ConfigError
 from tfprune_mia.options import NoOptions, Options, options_from_record, short
@@ -142,7 +143,7 @@ def persist_masks(pairs: MaskPairs, path: Path) -> None:
     even where they came from a phase (ADMM) whose weights are not reproduced."""
     from tfprune_mia.io import atomic_path
 
-    path = Path(path)
+    path = fs.path(path)
     if path.exists():
         from tfprune_mia.io import read_npz
 
@@ -161,7 +162,7 @@ def prune_and_finetune_detailed(net: keras.Model, config: PruneConfig, train: Tu
                                 seed: int, loss_terms: Sequence[LossTerm] = ()) -> PruneResult:
     """Prune a trained `net` (after the pruner's own pre-phase, if any), fine-tune it with masks held (early
     stopping on dev) and return the exported model with the pruner's record."""
-    work_dir = Path(work_dir)
+    work_dir = fs.path(work_dir)
     pruner = make_pruner(config)
     net = pruner.pre_phase(net, PreTrainData(train, dev, train_config, work_dir / "pre_phase", seed, loss_terms))
     steps_per_epoch = int(np.ceil(len(train[1]) / train_config.batch_size))
