@@ -9,7 +9,8 @@ import pytest
 
 from tfprune_mia import fs
 from tfprune_mia.attacks import SignalConfig
-from tfprune_mia.audit.study_report import load_results, shown_path
+from tfprune_mia.audit.report_writer import shown_path
+from tfprune_mia.audit.study_report import load_results
 from tfprune_mia.backend import tf
 from tfprune_mia.locking import Lease
 from tfprune_mia.pipeline import experiment, stages
