@@ -8,8 +8,8 @@ schedule, coupled weight decay, dropout 0.2, final-epoch model).
   python benchmarks/attack_training.py --samples=2000 --epochs=2
 
 Both paths run in this one process at one intra-op and one inter-op thread, timed in CPU-seconds
-(time.process_time), so a loaded shared machine changes both the same way. Per-epoch cost is
-(cost of 1 + E epochs - cost of 1 epoch) / E, which leaves graph tracing and model building out.
+(time.process_time), so a loaded shared machine changes both the same way. Per-epoch cost is the median
+of epochs 2..1+E of one training, which leaves graph tracing and model building out.
 Achieved GFLOP/s count the matmul-class FLOPs of one sample's forward pass, times 3 for a training step
 (forward + backward), against the peak of a 1024x1024 float32 matmul timed in this run.
 """
@@ -24,7 +24,7 @@ from absl import app, flags
 
 flags.DEFINE_integer("samples", 9000, "Shadow member/non-member samples the attack model trains on.")
 flags.DEFINE_integer("classes", 10, "Classes of the victim (SAMIA has one token per class).")
-flags.DEFINE_integer("epochs", 3, "Timed epochs per path (after one untimed-setup epoch).")
+flags.DEFINE_integer("epochs", 5, "Timed epochs per path (after one untimed setup epoch); the median counts.")
 flags.DEFINE_list("attacks", ["samia", "nn"], "Neural attacks to time.")
 flags.DEFINE_bool("breakdown", True, "Also time the compiled loop with dropout off, to show what the dropout "
                   "masks' random numbers cost (the recipe keeps dropout; this is only a measurement).")
@@ -137,21 +137,50 @@ def without_dropout(model):
     return build_miafc(model.input_shape[-1], dropout=0.0)
 
 
+@contextlib.contextmanager
+def epoch_clock(costs):
+    """Append each epoch's CPU-s to `costs`, for both paths: Keras fit through a callback that every fit
+    gets, the compiled loop by timing CompiledEpochs.run_epoch."""
+    from tfprune_mia.backend import keras
+    from tfprune_mia.training import CompiledEpochs
+
+    class Clock(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.started = time.process_time()
+
+        def on_epoch_end(self, epoch, logs=None):
+            costs.append(time.process_time() - self.started)
+
+    run_epoch, fit = CompiledEpochs.run_epoch, keras.Model.fit
+
+    def timed_run_epoch(self, epoch):
+        started = time.process_time()
+        logs = run_epoch(self, epoch)
+        costs.append(time.process_time() - started)
+        return logs
+
+    CompiledEpochs.run_epoch = timed_run_epoch
+    keras.Model.fit = lambda self, *args, **kwargs: fit(self, *args, callbacks=[Clock()], **kwargs)
+    try:
+        yield
+    finally:
+        CompiledEpochs.run_epoch, keras.Model.fit = run_epoch, fit
+
+
 def per_epoch_cpu_s(path, attack_name, features, is_member, transform=None, keras_layers=False):
+    """Median CPU-s of epochs 2..1+E of one training: the first epoch carries graph tracing and model setup."""
     from tfprune_mia.attacks import AttackContext, make_attack
     from tfprune_mia.backend import set_seed
 
     costs = []
-    for epochs in (1, 1 + FLAGS.epochs):
-        with keras_attention() if keras_layers else contextlib.nullcontext():
-            set_seed(0)
-            model = make_attack(attack_name).build(features.shape[1], FLAGS.classes)
-            if transform is not None:
-                model = transform(model)
-            started = time.process_time()
-            path(model, features, is_member, AttackContext(seed=0, epochs=epochs))
-            costs.append(time.process_time() - started)
-    return (costs[1] - costs[0]) / FLAGS.epochs, model
+    with keras_attention() if keras_layers else contextlib.nullcontext(), epoch_clock(costs):
+        set_seed(0)
+        model = make_attack(attack_name).build(features.shape[1], FLAGS.classes)
+        if transform is not None:
+            model = transform(model)
+        path(model, features, is_member, AttackContext(seed=0, epochs=1 + FLAGS.epochs))
+    assert len(costs) == 1 + FLAGS.epochs, costs
+    return float(np.median(costs[1:])), model
 
 
 def main(argv):
