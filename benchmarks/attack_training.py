@@ -31,23 +31,10 @@ flags.DEFINE_bool("breakdown", True, "Also time the compiled loop with dropout o
 FLAGS = flags.FLAGS
 
 
-@contextlib.contextmanager
-def keras_attention():
-    """SAMIA's attention core as Keras computes it (einsums), for the `before` path."""
-    from tfprune_mia.attacks.samia import TokenAttention
-    from tfprune_mia.backend import keras
-
-    TokenAttention._compute_attention = keras.layers.MultiHeadAttention._compute_attention
-    try:
-        yield
-    finally:
-        del TokenAttention._compute_attention
-
-
 def keras_fit_path(model, features, is_member, context):
     """The attack training as it was before the compiled loop: Keras fit over a shuffling tf.data pipeline,
     with the momentum update written out op by op (as TorchSGD did before it used the fused kernel), Keras'
-    dropout generator and (with keras_attention) Keras' einsum attention."""
+    dropout generator and (with samia.keras_attention_core) Keras' einsum attention."""
     from tfprune_mia.attacks.neural import MOMENTUM, WEIGHT_DECAY, TorchSGD, step_schedule
     from tfprune_mia.backend import tf
     from tfprune_mia.training import TrainingModel, make_dataset
@@ -170,10 +157,11 @@ def epoch_clock(costs):
 def per_epoch_cpu_s(path, attack_name, features, is_member, transform=None, keras_layers=False):
     """Median CPU-s of epochs 2..1+E of one training: the first epoch carries graph tracing and model setup."""
     from tfprune_mia.attacks import AttackContext, make_attack
+    from tfprune_mia.attacks.samia import keras_attention_core
     from tfprune_mia.backend import set_seed
 
     costs = []
-    with keras_attention() if keras_layers else contextlib.nullcontext(), epoch_clock(costs):
+    with keras_attention_core() if keras_layers else contextlib.nullcontext(), epoch_clock(costs):
         set_seed(0)
         model = make_attack(attack_name).build(features.shape[1], FLAGS.classes)
         if transform is not None:

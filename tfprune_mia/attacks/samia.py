@@ -5,6 +5,7 @@ only through the one-hot channel and the position-specific weights of the dense 
 """
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
@@ -61,6 +62,17 @@ class TokenAttention(keras.layers.MultiHeadAttention):
         dropped = self._dropout_layer(scores, training=training)
         context = tf.matmul(dropped, tf.transpose(value, heads_first))
         return tf.transpose(context, heads_first), scores
+
+
+@contextlib.contextmanager
+def keras_attention_core():
+    """Inside the block TokenAttention computes with Keras' own einsum core: the reference that benchmarks
+    and equivalence tests compare it with."""
+    TokenAttention._compute_attention = keras.layers.MultiHeadAttention._compute_attention
+    try:
+        yield
+    finally:
+        del TokenAttention._compute_attention
 
 
 @keras.utils.register_keras_serializable(package="tfprune_mia")
