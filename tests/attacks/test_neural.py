@@ -54,3 +54,73 @@ def test_pass_order_depends_on_seed_and_pass_only():
     assert sorted(order) == list(range(50))
     assert not np.array_equal(order, pass_order(50, 1, 3).numpy())
     assert not np.array_equal(order, pass_order(50, 2, 2).numpy())
+
+
+def test_token_attention_is_keras_multi_head_attention_in_values_and_gradients():
+    from tfprune_mia.attacks.samia import TokenAttention
+
+    tokens = tf.constant(np.random.default_rng(1).normal(size=(8, 10, 64)).astype(np.float32))
+    ours, theirs = TokenAttention(4, 16, name="attention"), keras.layers.MultiHeadAttention(4, 16, name="attention")
+    ours(tokens, tokens), theirs(tokens, tokens)
+    theirs.set_weights(ours.get_weights())
+    results = []
+    for layer in (ours, theirs):
+        with tf.GradientTape() as tape:
+            tape.watch(tokens)
+            out = layer(tokens, tokens, training=False)
+            loss = tf.reduce_sum(out * tf.sin(out))
+        results.append([out, *tape.gradient(loss, [tokens, *layer.trainable_variables])])
+    for got, want in zip(*results):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_step_dropout_keeps_the_rate_and_scaling_and_is_a_function_of_seed_and_step():
+    from tfprune_mia.attacks.neural import StepDropoutMasks, step_dropout
+
+    inputs = keras.Input((500,))
+    model = keras.Model(inputs, keras.layers.Dropout(0.2)(keras.layers.Dropout(0.5)(inputs)))
+    layer = model.layers[-1]
+    original = layer._random_generator
+    ones = tf.ones((400, 500))
+    step = tf.Variable(0, dtype=tf.int64)
+    with step_dropout(model, seed=7, step=step):
+        assert isinstance(layer._random_generator, StepDropoutMasks)
+        out = layer(ones, training=True).numpy()
+        assert np.mean(out == 0) == pytest.approx(0.2, abs=0.005)  # 200k draws: SD 0.0009
+        np.testing.assert_allclose(out[out != 0], 1 / 0.8, rtol=1e-6)
+        assert np.array_equal(out, layer(ones, training=True).numpy())
+        step.assign(1)
+        assert not np.array_equal(out, layer(ones, training=True).numpy())
+        assert np.mean(model(ones, training=True).numpy() == 0) == pytest.approx(1 - 0.8 * 0.5, abs=0.005)
+        np.testing.assert_array_equal(layer(ones, training=False).numpy(), ones.numpy())
+    assert layer._random_generator is original
+
+
+@pytest.mark.parametrize("rate", [0.3, 0.99999])
+def test_step_dropout_rate_off_the_16_bit_grid(rate):
+    from tfprune_mia.attacks.neural import StepDropoutMasks
+
+    # 0.3 * 2**16 = 19660.8: thresholds 19660 and 19661 mixed 1:4 over steps; 0.99999: whole 32-bit words
+    masks = StepDropoutMasks(seed=3, step=tf.Variable(0, dtype=tf.int64), index=0, num_layers=1)
+    ones = tf.ones((1001, 99))  # odd size: the last element takes the last word's low half
+    out = masks.dropout(ones, rate).numpy()
+    assert out.shape == (1001, 99)
+    assert np.mean(out == 0) == pytest.approx(rate, abs=0.006)
+
+
+def test_attack_training_applies_dropout_and_scoring_does_not():
+    from tfprune_mia.attacks.neural import dropout_layers, member_probability
+
+    assert len(dropout_layers(build_samia(10))) == 12  # 4 per encoder layer, MultiHeadAttention's included
+    rng = np.random.default_rng(0)
+    x, y = rng.random((300, 6)).astype(np.float32), rng.integers(0, 2, 300)
+    context = AttackContext(seed=1, epochs=2, batch_size=64)
+    trained = {}
+    for rate in (0.2, 0.0):
+        set_seed(0)
+        trained[rate] = train_attack_model(build_miafc(6, dropout=rate), x, y, context)
+    different = [not np.allclose(a, b) for a, b in zip(trained[0.2].get_weights(), trained[0.0].get_weights())]
+    assert all(different)  # every layer's gradient went through a dropout mask
+    scores = member_probability(trained[0.2], x)
+    np.testing.assert_array_equal(scores, member_probability(trained[0.2], x))
+    np.testing.assert_array_equal(trained[0.2](x, training=False).numpy(), trained[0.2](x, training=False).numpy())
