@@ -151,3 +151,17 @@ def test_every_pruner_option_survives_a_sweep_grid(parse, pruner, field, flag):
     (cell,) = [config for config in configs if config.prune.pruner == pruner]
     assert_arrives(cell.prune.options, field, flag)
     assert cell.shadow_prune == cell.prune
+
+
+def test_stacked_training_reaches_the_config_and_only_then_its_key(parse):
+    parse()
+    default = common.experiment_config_from_flags()
+    parse("--stacked_training=auto")
+    stacked = common.experiment_config_from_flags()
+    assert (default.stacked_training, stacked.stacked_training) == ("off", "auto")
+    # Off (the default) leaves the keys of runs cached before the option existed unchanged.
+    assert "stacked_training" not in default.to_dict() and stacked.to_dict()["stacked_training"] == "auto"
+    assert default.result_key() != stacked.result_key()
+    assert default.original_key() == stacked.original_key() != stacked.original_key(stacked=True)
+    assert default.pruned_key(default.prune) != stacked.pruned_key(stacked.prune, stacked=True)
+    assert type(stacked).from_dict(stacked.to_dict()) == stacked

@@ -24,6 +24,7 @@ from tfprune_mia.training import TrainConfig
 
 # Bump when the layout or meaning of cached artefacts changes; older run directories are then refused.
 FORMAT_VERSION = 1
+STACKED_TRAINING = ("off", "auto")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,6 +62,10 @@ class ExperimentConfig:
     # each added to the victim's training set with probability 1/2 (0: none; the victim's splits never change).
     canaries: int = 0
     canary_kind: str = "mislabel"
+    # "auto": the attacker's original models (shadows, reference models) are trained together as one stacked
+    # model (tfprune_mia.training_batched) when their architecture allows it; statistically equivalent to
+    # training them one by one, not bit-identical, so such models get their own cache keys. "off": one by one.
+    stacked_training: str = "off"
 
     def __post_init__(self):
         spec = DATASETS.get(self.dataset)
@@ -100,6 +105,8 @@ class ExperimentConfig:
         if self.canaries < 0:
             raise ConfigError(f"canaries={self.canaries}: use 0 (no privacy audit) or e.g. 500")
         CANARY_KINDS.get(self.canary_kind)
+        if self.stacked_training not in STACKED_TRAINING:
+            raise ConfigError(f"stacked_training={self.stacked_training!r}: use one of {', '.join(STACKED_TRAINING)}")
         needs_in = [name for name in self.attacks if ATTACKS.get(name).needs_in_models]
         if needs_in and self.num_reference_models < 2:
             raise ConfigError(f"attacks {', '.join(needs_in)} need IN reference models; pass "
@@ -129,13 +136,15 @@ class ExperimentConfig:
         """The canary set's name in the run directory ('' without canaries)."""
         return f"canaries{self.canaries}-{self.canary_kind}" if self.canaries else ""
 
-    def original_key(self) -> str:
+    def original_key(self, stacked: bool = False) -> str:
+        """`stacked`: the key of originals trained as one stacked model (and of everything pruned from them);
+        one-by-one originals keep the key they had before stacked training existed."""
         return "original-" + stable_hash([FORMAT_VERSION, self.dataset, self.model, self.seed,
-                                          dataclasses.asdict(self.train)], 8)
+                                          dataclasses.asdict(self.train)] + (["stacked"] if stacked else []), 8)
 
-    def pruned_key(self, prune: PruneConfig, defense: DefenseConfig = DefenseConfig()) -> str:
+    def pruned_key(self, prune: PruneConfig, defense: DefenseConfig = DefenseConfig(), stacked: bool = False) -> str:
         # Undefended keys are unchanged, so every defense's non-adaptive shadows share one cached set.
-        parts = [self.original_key(), dataclasses.asdict(prune), dataclasses.asdict(self.finetune)]
+        parts = [self.original_key(stacked), dataclasses.asdict(prune), dataclasses.asdict(self.finetune)]
         if not defense.enabled:
             return f"{prune.key}-" + stable_hash(parts, 8)
         return f"{prune.key}-{defense.key}-" + stable_hash(parts + [defense.relevant()], 8)
@@ -149,7 +158,7 @@ class ExperimentConfig:
         config = dataclasses.asdict(self)
         config.pop("run_root")
         # Left out at their defaults, so the result keys of configurations from before these options stay.
-        for name, default in (("attack_artifact", "keras"), ("released_sparsities", ())):
+        for name, default in (("attack_artifact", "keras"), ("released_sparsities", ()), ("stacked_training", "off")):
             if config[name] == default or config[name] == list(default):
                 config.pop(name)
         if not self.canaries:  # results of runs without canaries keep their keys
