@@ -84,7 +84,20 @@ def instrument(clock: StageClock) -> None:
         cls._train_stacked = clock.wrap("train originals (stacked)", cls._train_stacked)
     cls._prune = clock.wrap("prune + fine-tune", cls._prune)
     cls._cached_signals = clock.wrap("signals", cls._cached_signals)
-    experiment.audit = clock.wrap("attacks (training + metrics)", experiment.audit)
+    from tfprune_mia.audit import core
+
+    experiment.audit = clock.wrap("attacks: rest (scoring, divergence)", experiment.audit)
+    make_attack = core.make_attack
+
+    def made(name, context):
+        attack = make_attack(name, context)
+        attack.fit = clock.wrap(f"attack fit: {name}", attack.fit)
+        return attack
+
+    core.make_attack = made
+    core.bootstrap_intervals = clock.wrap("attack metrics: bootstrap CIs", core.bootstrap_intervals)
+    core.attack_metrics = clock.wrap("attack metrics: point + per class", core.attack_metrics)
+    core.per_class_metrics = clock.wrap("attack metrics: point + per class", core.per_class_metrics)
     experiment._tf_privacy_suite = clock.wrap("TF Privacy suite", experiment._tf_privacy_suite)
     experiment._figures = clock.wrap("figures", experiment._figures)
     experiment.write_npz = clock.wrap("result files", experiment.write_npz)
@@ -107,6 +120,8 @@ def child(setting: str, stacked: str, out: str) -> None:
     with tempfile.TemporaryDirectory() as run_root:
         config = experiment_config(setting, run_root, stacked)
         result = clock.wrap("run_experiment", run_experiment)(config)
+        metas = [json.loads(path.read_text()) for path in Path(run_root).rglob("meta.json")]
+        attacker = [meta["test_accuracy"] for meta in metas if meta["kind"] == "original" and meta["role"] != "victim"]
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     figures = {
         "stages": {"import TensorFlow + package": [import_wall, import_cpu, 1], **clock.totals},
@@ -115,6 +130,7 @@ def child(setting: str, stacked: str, out: str) -> None:
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
         "auc": {setting_name: {name: round(attack.metrics["auc"], 3) for name, attack in audit.ran.items()}
                 for setting_name, audit in result.settings.items()},
+        "attacker_test_accuracy": attacker,
     }
     Path(out).write_text(json.dumps(figures))
 
@@ -136,6 +152,10 @@ def report(setting: str, stacked: str, figures: dict) -> None:
           f"{figures['peak_rss_mib']:.0f} MiB" + (f" (goal <= {goal_rss:g}: "
                                                    f"{'met' if figures['peak_rss_mib'] <= goal_rss else 'NOT met'})"
                                                    if goal_rss else ""))
+    if figures.get("attacker_test_accuracy"):
+        accuracy = figures["attacker_test_accuracy"]
+        print(f"attacker's original models: test accuracy mean {sum(accuracy) / len(accuracy):.3f}, "
+              f"range {min(accuracy):.3f}-{max(accuracy):.3f} ({len(accuracy)} models)")
     print("AUC: " + "; ".join(f"{name}: " + ", ".join(f"{attack} {auc:.3f}" for attack, auc in aucs.items())
                               for name, aucs in figures["auc"].items()))
 
