@@ -89,8 +89,8 @@ def instrument(clock: StageClock) -> None:
     experiment.audit = clock.wrap("attacks: rest (scoring, divergence)", experiment.audit)
     make_attack = core.make_attack
 
-    def made(name, context):
-        attack = make_attack(name, context)
+    def made(name, *args, **kwargs):
+        attack = make_attack(name, *args, **kwargs)
         attack.fit = clock.wrap(f"attack fit: {name}", attack.fit)
         return attack
 
