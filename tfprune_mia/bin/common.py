@@ -95,8 +95,8 @@ def define_experiment_flags() -> None:
                          "affordable CPU runs; it gets its own run directory.")
     flags.DEFINE_enum("stacked_training", "off", ["off", "auto"], "auto: train the attacker's original shadow and "
                       "reference models together as one stacked model when the architecture allows it (columnfc, "
-                      "small_cnn, lenet5; ~2-3x cheaper, statistically equivalent, not bit-identical, own cache "
-                      "keys); off: one by one, as before.")
+                      "small_cnn, lenet5; cheaper for overhead-bound models such as columnfc, dearer for compute-bound "
+                      "convolutions; statistically equivalent, not bit-identical, own cache keys); off: one by one.")
     register_flag_checks()
 
 
