@@ -35,6 +35,7 @@ import numpy as np
 from absl import logging
 
 from tfprune_mia import fs
+from tfprune_mia import faults
 from tfprune_mia.backend import keras, set_seed, tf
 from tfprune_mia.errors import CheckpointError, ConfigError, TrainingError
 from tfprune_mia.io import atomic_path, write_json
@@ -229,6 +230,15 @@ def build_stacked(template: keras.Model, num_models: int) -> Tuple[keras.Model, 
     return keras.Model(inputs, h, name=f"stacked_{template.name}"), slots
 
 
+def unsupported_reason(architecture: str, input_shape, num_classes: int) -> Optional[str]:
+    """Why `architecture` cannot be trained stacked (None: it can), found by building it once."""
+    try:
+        build_stacked(build_model(architecture, tuple(input_shape), int(num_classes)), 1)
+    except ConfigError as err:
+        return str(err)
+    return None
+
+
 class StackedModels:
     """K models of one architecture as one stacked model, with the weight mapping both ways."""
 
@@ -364,6 +374,7 @@ class _StackCheckpoint:
 
     def save(self, epoch: int, state: dict, best_weights: List[Optional[Dict[str, List[np.ndarray]]]]) -> None:
         path = self.manager.save(checkpoint_number=epoch)
+        faults.point("train.checkpoint")
         arrays = {f"{k}/{name}/{i}": w for k, model in enumerate(best_weights) if model
                   for name, values in model.items() for i, w in enumerate(values)}
         best_file = self.directory / f"best_weights-{epoch}.npz"
@@ -376,6 +387,7 @@ class _StackCheckpoint:
             if old.name != best_file.name:
                 old.unlink()
         self.last_save = time.monotonic()
+        faults.point("train.epoch")
 
     def resume(self, num_models: int):
         if not self.state_path.exists():

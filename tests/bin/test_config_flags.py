@@ -167,3 +167,17 @@ def test_the_distribution_flag_reaches_the_experiment_config_and_no_key(parse):
     with pytest.raises(ConfigError, match="defense dp cannot train under --distribution=mirrored .*"
                                           "pass --distribution=none"):
         common.experiment_config_from_flags()
+
+
+def test_stacked_training_reaches_the_config_and_only_then_its_key(parse):
+    parse()
+    default = common.experiment_config_from_flags()
+    parse("--stacked_training=auto")
+    stacked = common.experiment_config_from_flags()
+    assert (default.stacked_training, stacked.stacked_training) == ("off", "auto")
+    # Off (the default) leaves the keys of runs cached before the option existed unchanged.
+    assert "stacked_training" not in default.to_dict() and stacked.to_dict()["stacked_training"] == "auto"
+    assert default.result_key() != stacked.result_key()
+    assert default.original_key() == stacked.original_key() != stacked.original_key(stacked=True)
+    assert default.pruned_key(default.prune) != stacked.pruned_key(stacked.prune, stacked=True)
+    assert type(stacked).from_dict(stacked.to_dict()) == stacked

@@ -98,6 +98,10 @@ def define_experiment_flags() -> None:
                         "mirrored = all visible GPUs of this machine; multi_worker = the workers named by the "
                         "TF_CONFIG environment variable (only the chief writes the run directory); none = one "
                         "device. See docs/distribution.md.")
+    flags.DEFINE_enum("stacked_training", "off", ["off", "auto"], "auto: train the attacker's original shadow and "
+                      "reference models together as one stacked model when the architecture allows it (columnfc, "
+                      "small_cnn, lenet5; cheaper for overhead-bound models such as columnfc, dearer for compute-bound "
+                      "convolutions; statistically equivalent, not bit-identical, own cache keys); off: one by one.")
     register_flag_checks()
 
 
@@ -246,7 +250,8 @@ def experiment_config_from_flags():
         num_reference_models=FLAGS.num_reference_models, bootstrap_resamples=FLAGS.bootstrap_resamples,
         defense=defense_config_from_flags(), adaptive=FLAGS.adaptive, max_samples=FLAGS.max_samples,
         attack_artifact=FLAGS.attack_artifact, released_sparsities=tuple(map(float, FLAGS.released_sparsities)),
-        canaries=FLAGS.canaries, canary_kind=FLAGS.canary_kind, distribution=FLAGS.distribution)
+        canaries=FLAGS.canaries, canary_kind=FLAGS.canary_kind, distribution=FLAGS.distribution,
+        stacked_training=FLAGS.stacked_training)
 
 
 def start_distribution(config) -> None:

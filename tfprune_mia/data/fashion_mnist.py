@@ -149,8 +149,11 @@ def locate(data_dir: Optional[str], download: bool) -> Dict[str, Path]:
 
 
 def normalise(images: np.ndarray) -> np.ndarray:
-    x = images.astype(np.float32) / np.float32(255.0)
-    x = (x - np.float32(MEAN)) / np.float32(STD)
+    # In place, the same float32 operations: temporaries of all 70,000 images added ~210 MB to peak memory.
+    x = images.astype(np.float32)
+    x /= np.float32(255.0)
+    x -= np.float32(MEAN)
+    x /= np.float32(STD)
     return x[..., None]
 
 

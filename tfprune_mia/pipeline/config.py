@@ -25,6 +25,7 @@ from tfprune_mia.training import TrainConfig
 
 # Bump when the layout or meaning of cached artefacts changes; older run directories are then refused.
 FORMAT_VERSION = 1
+STACKED_TRAINING = ("off", "auto")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +66,10 @@ class ExperimentConfig:
     # How the models are trained and fine-tuned (tfprune_mia.distribute): an execution choice like the device, so
     # it is in no cache or result key; each model's meta records the strategy and replica count it trained under.
     distribution: str = "none"
+    # "auto": the attacker's original models (shadows, reference models) are trained together as one stacked
+    # model (tfprune_mia.training_batched) when their architecture allows it; statistically equivalent to
+    # training them one by one, not bit-identical, so such models get their own cache keys. "off": one by one.
+    stacked_training: str = "off"
 
     def __post_init__(self):
         spec = DATASETS.get(self.dataset)
@@ -109,6 +114,8 @@ class ExperimentConfig:
         if self.distribution != "none" and refusal:
             raise ConfigError(f"defense {self.defense.name} cannot train under --distribution={self.distribution} "
                               f"({refusal}); pass --distribution=none")
+        if self.stacked_training not in STACKED_TRAINING:
+            raise ConfigError(f"stacked_training={self.stacked_training!r}: use one of {', '.join(STACKED_TRAINING)}")
         needs_in = [name for name in self.attacks if ATTACKS.get(name).needs_in_models]
         if needs_in and self.num_reference_models < 2:
             raise ConfigError(f"attacks {', '.join(needs_in)} need IN reference models; pass "
@@ -138,13 +145,15 @@ class ExperimentConfig:
         """The canary set's name in the run directory ('' without canaries)."""
         return f"canaries{self.canaries}-{self.canary_kind}" if self.canaries else ""
 
-    def original_key(self) -> str:
+    def original_key(self, stacked: bool = False) -> str:
+        """`stacked`: the key of originals trained as one stacked model (and of everything pruned from them);
+        one-by-one originals keep the key they had before stacked training existed."""
         return "original-" + stable_hash([FORMAT_VERSION, self.dataset, self.model, self.seed,
-                                          dataclasses.asdict(self.train)], 8)
+                                          dataclasses.asdict(self.train)] + (["stacked"] if stacked else []), 8)
 
-    def pruned_key(self, prune: PruneConfig, defense: DefenseConfig = DefenseConfig()) -> str:
+    def pruned_key(self, prune: PruneConfig, defense: DefenseConfig = DefenseConfig(), stacked: bool = False) -> str:
         # Undefended keys are unchanged, so every defense's non-adaptive shadows share one cached set.
-        parts = [self.original_key(), dataclasses.asdict(prune), dataclasses.asdict(self.finetune)]
+        parts = [self.original_key(stacked), dataclasses.asdict(prune), dataclasses.asdict(self.finetune)]
         if not defense.enabled:
             return f"{prune.key}-" + stable_hash(parts, 8)
         return f"{prune.key}-{defense.key}-" + stable_hash(parts + [defense.relevant()], 8)
@@ -159,7 +168,7 @@ class ExperimentConfig:
         config.pop("run_root")
         config.pop("distribution")  # models trained under any strategy share their cache (see the field)
         # Left out at their defaults, so the result keys of configurations from before these options stay.
-        for name, default in (("attack_artifact", "keras"), ("released_sparsities", ())):
+        for name, default in (("attack_artifact", "keras"), ("released_sparsities", ()), ("stacked_training", "off")):
             if config[name] == default or config[name] == list(default):
                 config.pop(name)
         if not self.canaries:  # results of runs without canaries keep their keys

@@ -7,6 +7,7 @@ finished is ever rewritten.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import shutil
 import time
@@ -40,6 +41,7 @@ from tfprune_mia.pruning import PruneConfig, prune_and_finetune_detailed
 from tfprune_mia.pruning.export import footprint
 from tfprune_mia.pruning.sparsity import sparsity_report
 from tfprune_mia.training import evaluate_accuracy, fit_classifier
+from tfprune_mia.training_batched import ModelJob, fit_classifiers, unsupported_reason
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,6 +71,8 @@ class Stages:
         self._dataset: Optional[Dataset] = None
         self._split: Optional[Split] = None
         self._canaries: Optional[CanarySet] = None
+        self._stack_blocker: Optional[Tuple[str]] = None  # (reason or "",) once checked
+        self._fallbacks_logged: set = set()
 
     # -- data -------------------------------------------------------------------------------------------
     @property
@@ -153,12 +157,13 @@ class Stages:
 
     # -- models -----------------------------------------------------------------------------------------
     def store(self, spec: ModelRecipe) -> ModelStore:
+        stacked = self.stacked_original(spec.role)  # a pruned model inherits its original's key
         if spec.prune is None:
-            key = self.config.original_key()
+            key = self.config.original_key(stacked)
             if spec.defense.enabled:
                 key = f"{key}-{spec.defense.key}-{stable_hash(spec.defense.relevant(), 8)}"
         else:
-            key = self.config.pruned_key(spec.prune, spec.defense)
+            key = self.config.pruned_key(spec.prune, spec.defense, stacked)
         # Only the victim trains on canaries: the attacker's models keep their cached directories.
         canaries = f"-{self.config.canary_key()}" if spec.role.is_victim and self.config.canaries else ""
         relative = Path(key) / f"{spec.role.name}{canaries}"
@@ -176,6 +181,10 @@ class Stages:
         if self.require_cached:
             raise CheckpointError(f"no cached {role} model at {store.directory}; run train_prune first with the "
                                   "same flags (it trains and caches every model the attacks need)")
+        if spec.prune is None and self.stacked_original(role):
+            # The other attacker's originals are needed too: one stack trains every missing one.
+            self._train_stacked([r for r in self.all_roles() if self.stacked_original(r)])
+            return store
         with directory_lock(store.directory):  # a concurrent run training the same model: wait, then reuse it
             if not store.exists():
                 with distribute.scope(self.config.distribution):
@@ -209,6 +218,67 @@ class Stages:
                          "best_epoch": fit.best_epoch, "epochs_run": fit.epochs_run, "history": fit.history,
                          **self._accuracies(net, spec.part), "sparsity": sparsity_report(net),
                          "train_config": dataclasses.asdict(self.config.train)})
+
+    # -- stacked training of the attacker's originals ------------------------------------------------------
+    def stacked_original(self, role: Role) -> bool:
+        """Whether `role`'s original is (to be) trained in one stacked model with the attacker's other originals
+        (--stacked_training=auto): shadows and reference models of a supported architecture whose recipe is
+        the plain training loop. The victim is always trained alone: its numbers are the paper's recipe."""
+        if self.config.stacked_training == "off" or role.is_victim:
+            return False
+        defense = self.spec(role, roles_lib.SETTINGS["original"]).defense
+        if defense.enabled:  # a defense that changes the training loop (DP-SGD, adversarial regularisation)
+            self._log_fallback(f"{role}'s original is trained with defense {defense.key}")
+            return False
+        if self.config.distribution != "none":  # the stack is one model on one device; replicas would split it
+            self._log_fallback(f"every model trains under --distribution={self.config.distribution}")
+            return False
+        if self._stack_blocker is None:
+            reason = unsupported_reason(self.config.model, self.dataset.input_shape, self.dataset.num_classes)
+            self._stack_blocker = (reason or "",)
+            if reason:
+                self._log_fallback(reason)
+        return not self._stack_blocker[0]
+
+    def _log_fallback(self, reason: str) -> None:
+        if reason in self._fallbacks_logged:
+            return
+        self._fallbacks_logged.add(reason)
+        logging.info("stacked training off for this run: %s; the attacker's models are trained one by one", reason)
+
+    def _train_stacked(self, roles: Sequence[Role]) -> None:
+        """Train the originals of `roles` not cached yet as one stacked model (training_batched) and store each
+        as an ordinary model. Every member's lock is held (in path order, so concurrent runs cannot deadlock);
+        the stack checkpoints under a directory named by the members, so a killed run resumes it."""
+        specs = [self.spec(role, roles_lib.SETTINGS["original"]) for role in roles]
+        stores = [self.store(spec) for spec in specs]
+        order = sorted(range(len(specs)), key=lambda i: str(stores[i].directory))
+        with contextlib.ExitStack() as locks:
+            for i in order:  # a concurrent run training some of them: wait, then reuse what it finished
+                if not stores[i].exists():
+                    locks.enter_context(directory_lock(stores[i].directory))
+            todo = [i for i in range(len(specs)) if not stores[i].exists()]
+            if not todo:
+                return
+            faults.point("stage.original")
+            names = [specs[i].role.name for i in todo]
+            logging.info("stacked training: %d attacker models at once (%s)", len(todo), ", ".join(names))
+            started = time.time()
+            jobs = [ModelJob(self.training_set(specs[i].role, specs[i].part), self.arrays(specs[i].part.dev),
+                             specs[i].seed) for i in todo]
+            work = (self.config.base_dir / self.config.original_key(stacked=True) / "stacked-work"
+                    / stable_hash([names, [specs[i].seed for i in todo]], 8))
+            trained = fit_classifiers(self.config.model, self.dataset.input_shape, self.dataset.num_classes, jobs,
+                                      self.config.train, work)
+            seconds = (time.time() - started) / len(todo)
+            for i, (net, fit) in zip(todo, trained):
+                spec = specs[i]
+                stores[i].save(net, {"role": spec.role.name, "kind": "original", "seconds": seconds,
+                                     "best_epoch": fit.best_epoch, "epochs_run": fit.epochs_run,
+                                     "history": fit.history, **self._accuracies(net, spec.part),
+                                     "sparsity": sparsity_report(net),
+                                     "train_config": dataclasses.asdict(self.config.train),
+                                     "stacked_training": {"models": len(todo), "members": names}})
 
     def _prune(self, spec: ModelRecipe, store: ModelStore) -> None:
         original = self.model(spec.role, roles_lib.SETTINGS["original"]).load()
@@ -368,6 +438,7 @@ class Stages:
         with Progress(len(todo), "models") as progress:
             for role, setting, sparsity in todo:
                 progress.start(f"{'pruning' if setting.pruned else 'training'} {role}"
+                               + (" (stacked)" if not setting.pruned and self.stacked_original(role) else "")
                                + (f" @ {sparsity:g}" if sparsity is not None else "")
                                + (f" ({setting.name.replace('_', ' ')})" if setting.adaptive else ""))
                 self.model(role, setting, sparsity)

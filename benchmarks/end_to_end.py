@@ -1,0 +1,188 @@
+"""One whole configuration through the public pipeline (run_experiment), cold, with the time of each stage.
+
+  python benchmarks/end_to_end.py --setting=digits                       # goal <= 40 CPU-s
+  python benchmarks/end_to_end.py --setting=fashion_mnist                # goal <= 300 CPU-s, peak RSS <= 1 GB
+  python benchmarks/end_to_end.py --setting=digits --stacked_training=auto,off   # both ways, one process each
+
+Settings (issue 15; docs/performance.md has the figures):
+  digits         scikit-learn digits, columnfc, victim + 5 shadows, 50/25 epochs (train / fine-tune),
+                 l1_unstructured 0.7, the default attacks (SAMIA + the paper's thresholds), attack models 30 epochs
+  fashion_mnist  10,000 Fashion-MNIST records, small_cnn, victim + 5 shadows, 20/10 epochs, l1_unstructured 0.7,
+                 SAMIA + the NN family + the threshold attacks, attack models 30 epochs
+
+Each way runs in a fresh process (so no way inherits another's traced graphs or peak memory) with one
+intra-op and one inter-op thread, on an empty temporary run root. Stage times are exclusive (a pruning stage
+that first trains its original counts that training under `train originals`). CPU-s are process CPU time
+(all threads) plus waited-for children; peak RSS is the process's maximum resident set.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+GOALS = {"digits": (40.0, None), "fashion_mnist": (300.0, 1024.0)}  # (CPU-s, peak RSS MiB)
+
+
+def experiment_config(setting: str, run_root: str, stacked: str):
+    from tfprune_mia import ExperimentConfig
+    from tfprune_mia.pruning import PruneConfig
+    from tfprune_mia.training import TrainConfig
+
+    common = dict(run_root=run_root, num_shadows=5, prune=PruneConfig("l1_unstructured", 0.7), attack_epochs=30,
+                  stacked_training=stacked)
+    if setting == "digits":
+        return ExperimentConfig(dataset="digits", model="columnfc", train=TrainConfig(epochs=50),
+                                finetune=TrainConfig(epochs=25), **common)
+    return ExperimentConfig(dataset="fashion_mnist", model="small_cnn", max_samples=10_000,
+                            train=TrainConfig(epochs=20), finetune=TrainConfig(epochs=10),
+                            attacks=("samia", "nn", "nn_cls", "nn_top3", "conf", "entropy", "mentr"), **common)
+
+
+class StageClock:
+    """Exclusive wall and CPU time per stage: a stage entered inside another is subtracted from the outer."""
+
+    def __init__(self):
+        self.totals = {}
+        self._stack = []
+
+    def wrap(self, stage: str, function):
+        def timed(*args, **kwargs):
+            frame = [time.perf_counter(), time.process_time(), 0.0, 0.0]  # start wall, start cpu, child wall, cpu
+            self._stack.append(frame)
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self._stack.pop()
+                wall, cpu = time.perf_counter() - frame[0], time.process_time() - frame[1]
+                entry = self.totals.setdefault(stage, [0.0, 0.0, 0])
+                entry[0] += wall - frame[2]
+                entry[1] += cpu - frame[3]
+                entry[2] += 1
+                if self._stack:
+                    self._stack[-1][2] += wall
+                    self._stack[-1][3] += cpu
+        return timed
+
+
+def instrument(clock: StageClock) -> None:
+    """Wrap the pipeline's stage functions (benchmark only: the library itself is unchanged)."""
+    from tfprune_mia.pipeline import experiment, stages
+
+    cls = stages.Stages
+    cls.dataset = property(clock.wrap("data + split", cls.dataset.fget))
+    cls.split = property(clock.wrap("data + split", cls.split.fget))
+    cls._train_original = clock.wrap("train originals (one by one)", cls._train_original)
+    if hasattr(cls, "_train_stacked"):
+        cls._train_stacked = clock.wrap("train originals (stacked)", cls._train_stacked)
+    cls._prune = clock.wrap("prune + fine-tune", cls._prune)
+    cls._cached_signals = clock.wrap("signals", cls._cached_signals)
+    from tfprune_mia.audit import core
+
+    experiment.audit = clock.wrap("attacks: rest (scoring, divergence)", experiment.audit)
+    make_attack = core.make_attack
+
+    def made(name, *args, **kwargs):
+        attack = make_attack(name, *args, **kwargs)
+        attack.fit = clock.wrap(f"attack fit: {name}", attack.fit)
+        return attack
+
+    core.make_attack = made
+    core.bootstrap_intervals = clock.wrap("attack metrics: bootstrap CIs", core.bootstrap_intervals)
+    core.attack_metrics = clock.wrap("attack metrics: point + per class", core.attack_metrics)
+    core.per_class_metrics = clock.wrap("attack metrics: point + per class", core.per_class_metrics)
+    experiment._tf_privacy_suite = clock.wrap("TF Privacy suite", experiment._tf_privacy_suite)
+    experiment._figures = clock.wrap("figures", experiment._figures)
+    experiment.write_npz = clock.wrap("result files", experiment.write_npz)
+    experiment.log_metrics = clock.wrap("result files", experiment.log_metrics)
+
+
+def child(setting: str, stacked: str, out: str) -> None:
+    """One cold run in this process; its figures as JSON to `out`."""
+    started_wall, started_cpu = time.perf_counter(), time.process_time()
+    from tfprune_mia.backend import enable_determinism, tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    enable_determinism()  # as the binaries run
+    from tfprune_mia import run_experiment
+
+    import_wall, import_cpu = time.perf_counter() - started_wall, time.process_time() - started_cpu
+    clock = StageClock()
+    instrument(clock)
+    with tempfile.TemporaryDirectory() as run_root:
+        config = experiment_config(setting, run_root, stacked)
+        result = clock.wrap("run_experiment", run_experiment)(config)
+        metas = [json.loads(path.read_text()) for path in Path(run_root).rglob("meta.json")]
+        attacker = [meta["test_accuracy"] for meta in metas if meta["kind"] == "original" and meta["role"] != "victim"]
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    figures = {
+        "stages": {"import TensorFlow + package": [import_wall, import_cpu, 1], **clock.totals},
+        "wall": time.perf_counter() - started_wall,
+        "cpu": time.process_time() - started_cpu + children.ru_utime + children.ru_stime,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        "auc": {setting_name: {name: round(attack.metrics["auc"], 3) for name, attack in audit.ran.items()}
+                for setting_name, audit in result.settings.items()},
+        "attacker_test_accuracy": attacker,
+    }
+    Path(out).write_text(json.dumps(figures))
+
+
+def report(setting: str, stacked: str, figures: dict) -> None:
+    goal_cpu, goal_rss = GOALS[setting]
+    print(f"\n== {setting}, stacked_training={stacked} ==")
+    print(f"{'stage':34s} {'calls':>5s} {'wall s':>8s} {'CPU-s':>8s} {'CPU share':>9s}")
+    stages = dict(figures["stages"])
+    run_wall, run_cpu, _ = stages.pop("run_experiment")
+    rows = sorted(stages.items(), key=lambda item: -item[1][1])
+    for name, (wall, cpu, calls) in rows:
+        print(f"{name:34s} {calls:5d} {wall:8.1f} {cpu:8.1f} {100 * cpu / figures['cpu']:8.1f}%")
+    # run_experiment's own exclusive time: what no instrumented stage covers (model loads, caches, results JSON).
+    print(f"{'other (run_experiment itself)':34s} {1:5d} {run_wall:8.1f} {run_cpu:8.1f} "
+          f"{100 * run_cpu / figures['cpu']:8.1f}%")
+    print(f"total: {figures['wall']:.1f} s wall, {figures['cpu']:.1f} CPU-s (process + children; goal <= "
+          f"{goal_cpu:g}: {'met' if figures['cpu'] <= goal_cpu else 'NOT met'}), peak RSS "
+          f"{figures['peak_rss_mib']:.0f} MiB" + (f" (goal <= {goal_rss:g}: "
+                                                   f"{'met' if figures['peak_rss_mib'] <= goal_rss else 'NOT met'})"
+                                                   if goal_rss else ""))
+    if figures.get("attacker_test_accuracy"):
+        accuracy = figures["attacker_test_accuracy"]
+        print(f"attacker's original models: test accuracy mean {sum(accuracy) / len(accuracy):.3f}, "
+              f"range {min(accuracy):.3f}-{max(accuracy):.3f} ({len(accuracy)} models)")
+    print("AUC: " + "; ".join(f"{name}: " + ", ".join(f"{attack} {auc:.3f}" for attack, auc in aucs.items())
+                              for name, aucs in figures["auc"].items()))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--setting", choices=sorted(GOALS), action="append",
+                        help="setting(s) to run (default: both)")
+    parser.add_argument("--stacked_training", default="auto",
+                        help="comma-separated ways to run each setting: auto, off or both (default auto)")
+    parser.add_argument("--child", nargs=3, metavar=("SETTING", "STACKED", "OUT"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(*args.child)
+        return
+    print(f"load average at start: {os.getloadavg()}")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TFPRUNE_MIA_PROGRESS": "0",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    for setting in args.setting or sorted(GOALS):
+        for stacked in args.stacked_training.split(","):
+            with tempfile.NamedTemporaryFile(suffix=".json") as out:
+                done = subprocess.run([sys.executable, __file__, "--child", setting, stacked, out.name], env=env)
+                if done.returncode != 0:
+                    sys.exit(f"{setting} (stacked_training={stacked}) failed with exit code {done.returncode}")
+                report(setting, stacked, json.loads(Path(out.name).read_text()))
+            print(f"load average now: {os.getloadavg()}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
