@@ -11,7 +11,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 from tfprune_mia import fs
 from tfprune_mia.artifacts import ARTIFACTS
 from tfprune_mia.attacks import ATTACKS, SignalConfig
-from tfprune_mia.audit.core import DEFAULT_ATTACKS, derived_seed, unique_attacks
+from tfprune_mia.audit.core import DEFAULT_ATTACKS, unique_attacks
 from tfprune_mia.data import DATASETS
 from tfprune_mia.data.canaries import CANARY_KINDS
 from tfprune_mia.data.splits import make_split
