@@ -100,8 +100,9 @@ def define_experiment_flags() -> None:
                         "device. See docs/distribution.md.")
     flags.DEFINE_enum("stacked_training", "off", ["off", "auto"], "auto: train the attacker's original shadow and "
                       "reference models together as one stacked model when the architecture allows it (columnfc, "
-                      "small_cnn, lenet5; cheaper for overhead-bound models such as columnfc, dearer for compute-bound "
-                      "convolutions; statistically equivalent, not bit-identical, own cache keys); off: one by one.")
+                      "small_cnn, lenet5): cheaper for overhead-bound models (e.g. columnfc on digits), dearer for "
+                      "compute-bound convolutions; statistically equivalent, not bit-identical, own cache keys. "
+                      "off: one by one.")
     register_flag_checks()
 
 
