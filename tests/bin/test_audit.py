@@ -10,9 +10,6 @@ import numpy as np
 from tfprune_mia.data import load_dataset
 from tfprune_mia.data.splits import load_split
 
-FLAGS = ["--num_shadows=1", "--epochs=2", "--finetune_epochs=1", "--attack_epochs=1", "--num_perturbations=2",
-         "--bootstrap_resamples=20", "--attacks=samia,conf,loss,lira_offline,rmia_offline"]
-
 
 def run(module, *flags):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -24,10 +21,9 @@ def without_seconds(attacks):
     return {name: {k: v for k, v in metrics.items() if k != "seconds"} for name, metrics in attacks.items()}
 
 
-def test_audit_binary_reproduces_train_prune_on_its_cached_models(tmp_path):
-    trained = run("train_prune", f"--run_root={tmp_path}", *FLAGS)
-    assert trained.returncode == 0, trained.stderr[-2000:]
-    run_dir = tmp_path / "digits-small_cnn-seed7"
+def test_audit_binary_reproduces_train_prune_on_its_cached_models(tmp_path, tiny_run):
+    root, _ = tiny_run  # train_prune with --attacks=samia,conf,loss,lira_offline,rmia_offline (tests/bin/conftest.py)
+    run_dir = root / "digits-small_cnn-seed7"
     (result_file,) = (run_dir / "results").glob("*.json")
     expected = json.loads(result_file.read_text())
 

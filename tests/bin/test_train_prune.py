@@ -6,9 +6,6 @@ import sys
 
 import pytest
 
-TINY_FLAGS = ["--num_shadows=1", "--epochs=2", "--finetune_epochs=1", "--attack_epochs=1",
-              "--num_perturbations=2", "--attacks=samia,conf"]
-
 
 def run_binary(*flags, cwd=None):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -16,11 +13,10 @@ def run_binary(*flags, cwd=None):
                           text=True, env=env, cwd=cwd, timeout=600)
 
 
-def test_train_prune_prints_the_table_and_writes_the_result(tmp_path):
-    result = run_binary(f"--run_root={tmp_path}", *TINY_FLAGS)
-    assert result.returncode == 0, result.stderr[-2000:]
+def test_train_prune_prints_the_table_and_writes_the_result(tiny_run):
+    root, result = tiny_run  # a real `python -m tfprune_mia.bin.train_prune` process (tests/bin/conftest.py)
     assert "test accuracy" in result.stdout and "samia" in result.stdout and "conf" in result.stdout
-    (path,) = (tmp_path / "digits-small_cnn-seed7" / "results").glob("*.json")
+    (path,) = (root / "digits-small_cnn-seed7" / "results").glob("*.json")
     report = json.loads(path.read_text())
     assert report["config"]["num_shadows"] == 1
     assert str(path) in result.stdout

@@ -1,6 +1,7 @@
 """Defenses inside the experiment flow: sparsity untouched, adaptive vs non-adaptive shadows, caching, tables,
 and the keras-tuner search -- on a 600-record digits subset with 1-epoch trainings."""
 import dataclasses
+import shutil
 
 import numpy as np
 import pytest
@@ -56,8 +57,22 @@ def tiny_config(tmp_path, **kwargs):
                             run_root=str(tmp_path), **kwargs)
 
 
-def test_adaptive_attack_uses_defended_shadows_and_shares_the_undefended_ones(tmp_path, capsys):
-    base = tiny_config(tmp_path)
+@pytest.fixture(scope="module")
+def undefended_run(tmp_path_factory):
+    """The undefended run of tiny_config, whose originals and undefended shadows every defended run reuses."""
+    root = tmp_path_factory.mktemp("undefended")
+    run_experiment(tiny_config(root))
+    return root
+
+
+@pytest.fixture
+def run_root(tmp_path, undefended_run):
+    """A copy of the undefended run: each test trains only its defended models (the cache is keyed by directory)."""
+    return shutil.copytree(undefended_run, tmp_path / "runs")
+
+
+def test_adaptive_attack_uses_defended_shadows_and_shares_the_undefended_ones(run_root, capsys):
+    base = tiny_config(run_root)
     plain = run_experiment(base)
     ppb = run_experiment(dataclasses.replace(base, defense=DefenseConfig("ppb"), adaptive=True))
     assert set(ppb.settings) == {"original", "pruned", "pruned_adaptive"}
@@ -89,8 +104,8 @@ def test_adaptive_attack_uses_defended_shadows_and_shares_the_undefended_ones(tm
         flags.FLAGS.unparse_flags()
 
 
-def test_dp_epsilon_lands_in_the_run_json(tmp_path):
-    report = run_experiment(dataclasses.replace(tiny_config(tmp_path), defense=DefenseConfig("dp", 1.0)))
+def test_dp_epsilon_lands_in_the_run_json(run_root):
+    report = run_experiment(dataclasses.replace(tiny_config(run_root), defense=DefenseConfig("dp", 1.0)))
     defense = report.pruned.model.defense
     assert 0 < defense["epsilon"] < float("inf")
     assert defense["delta"] == pytest.approx(default_delta(defense["members"]))
@@ -110,10 +125,10 @@ def test_config_errors(tmp_path):
         tiny_config(tmp_path, max_samples=5)
 
 
-def test_tuner_searches_the_strength_and_logs_hparams(tmp_path):
+def test_tuner_searches_the_strength_and_logs_hparams(tmp_path, run_root):
     from tfprune_mia.pipeline.tuning import TuneConfig, format_tuning, tune_defense
 
-    config = tiny_config(tmp_path, defense=DefenseConfig("ppb"))
+    config = tiny_config(run_root, defense=DefenseConfig("ppb"))
     summary = tune_defense(config, TuneConfig(0.5, 8.0, max_trials=2, metric="auc", bound=1.0), run_experiment,
                            tmp_path / "tuning")
     assert len(summary["trials"]) == 2

@@ -22,7 +22,7 @@ PAIR = ("pair_conf", "pair_lr", "pair_lira_offline", "pair_lira_online")
 
 def tiny_config(tmp_path, **kwargs):
     one_epoch = TrainConfig(epochs=1, batch_size=32)
-    return ExperimentConfig(**{**dict(dataset="digits", seed=3, num_shadows=2, train=one_epoch, finetune=one_epoch,
+    return ExperimentConfig(**{**dict(dataset="digits", seed=3, num_shadows=1, train=one_epoch, finetune=one_epoch,
                                       attacks=("conf", "lira_online") + PAIR, attack_epochs=1,
                                       bootstrap_resamples=0, max_samples=600, num_reference_models=2,
                                       prune=PruneConfig(sparsity=0.7), released_sparsities=(0.5,),
