@@ -45,6 +45,8 @@ def test_result_config_is_the_complete_experiment_config(reference_run):
     config = json.loads(result_files(root)[0].read_text())["config"]
     # Options added later are stored only when set, so older results keep their keys; from_dict restores them.
     added_later = {"attack_artifact", "released_sparsities", "canaries", "canary_kind", "stacked_training"}
-    fields = {f.name for f in dataclasses.fields(ExperimentConfig)} - {"run_root"} - added_later
+    # Where the run lives and which devices trained it are execution choices, in no key (meta.json records them).
+    execution = {"run_root", "distribution"}
+    fields = {f.name for f in dataclasses.fields(ExperimentConfig)} - execution - added_later
     assert fields <= set(config), sorted(fields - set(config))
     assert json.loads(json.dumps(ExperimentConfig.from_dict(config).to_dict())) == config
