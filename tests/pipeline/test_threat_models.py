@@ -6,10 +6,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from tfprune_mia.attacks import Signals
 from tfprune_mia.defenses import DefenseConfig
 from tfprune_mia.errors import ConfigError
-from tfprune_mia.io import read_json
 from tfprune_mia.pipeline.config import ExperimentConfig
 from tfprune_mia.pipeline.experiment import run_experiment
 from tfprune_mia.pipeline.roles import SETTINGS, VICTIM, references, shadows
