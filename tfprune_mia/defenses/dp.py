@@ -29,9 +29,6 @@ from __future__ import annotations
 import dataclasses
 from typing import List, Mapping, Optional, Sequence
 
-from tensorflow_privacy.privacy.analysis.compute_dp_sgd_privacy_lib import compute_dp_sgd_privacy_statement
-from tensorflow_privacy.privacy.dp_query.gaussian_query import GaussianSumQuery
-from tensorflow_privacy.privacy.optimizers.dp_optimizer_keras import GenericDPAdamOptimizer, GenericDPSGDOptimizer
 
 from tfprune_mia.backend import keras, tf
 from tfprune_mia.defenses.accounting import DpSgdStage, calibrate_noise, composed_epsilon, default_delta
@@ -40,10 +37,23 @@ from tfprune_mia.errors import ConfigError
 from tfprune_mia.options import Options, short
 from tfprune_mia.training import TrainingHook
 
-DP_OPTIMIZERS = {"adam": lambda query, lr: GenericDPAdamOptimizer(dp_sum_query=query, num_microbatches=None,
-                                                                  learning_rate=lr, epsilon=1e-8),
-                 "sgd": lambda query, lr: GenericDPSGDOptimizer(dp_sum_query=query, num_microbatches=None,
-                                                                learning_rate=lr)}
+# TF Privacy is imported where DP is used: importing it (and TensorFlow Probability with it) costs ~0.7 s and
+# ~50 MB, which every process without DP would otherwise pay.
+
+
+def _dp_adam(query, lr):
+    from tensorflow_privacy.privacy.optimizers.dp_optimizer_keras import GenericDPAdamOptimizer
+
+    return GenericDPAdamOptimizer(dp_sum_query=query, num_microbatches=None, learning_rate=lr, epsilon=1e-8)
+
+
+def _dp_sgd(query, lr):
+    from tensorflow_privacy.privacy.optimizers.dp_optimizer_keras import GenericDPSGDOptimizer
+
+    return GenericDPSGDOptimizer(dp_sum_query=query, num_microbatches=None, learning_rate=lr)
+
+
+DP_OPTIMIZERS = {"adam": _dp_adam, "sgd": _dp_sgd}
 
 
 SCOPES = ("finetune", "end_to_end")
@@ -55,15 +65,30 @@ def dp_epsilon(noise_multiplier: float, sample_rate: float, steps: int, delta: f
     return composed_epsilon([DpSgdStage(noise_multiplier, sample_rate, steps)], delta, accountant)
 
 
-class MaskedGaussianSumQuery(GaussianSumQuery):
-    """GaussianSumQuery that zeroes the pruned entries of each example's gradient before clipping it."""
+def masked_query_class() -> type:
+    """MaskedGaussianSumQuery: TF Privacy's GaussianSumQuery that zeroes the pruned entries of each example's
+    gradient before clipping it. Built on first use (see above); kept as the module attribute of that name, which
+    tests may replace."""
+    query_class = globals().get("MaskedGaussianSumQuery")
+    if query_class is None:
+        from tensorflow_privacy.privacy.dp_query.gaussian_query import GaussianSumQuery
 
-    masks = None  # per record entry: a mask variable or None; set at trace time by DPTraining
+        class MaskedGaussianSumQuery(GaussianSumQuery):
+            masks = None  # per record entry: a mask variable or None; set at trace time by DPTraining
 
-    def preprocess_record_impl(self, params, record):
-        if self.masks is not None:
-            record = [r if m is None else r * tf.cast(m, r.dtype) for r, m in zip(record, self.masks)]
-        return super().preprocess_record_impl(params, record)
+            def preprocess_record_impl(self, params, record):
+                if self.masks is not None:
+                    record = [r if m is None else r * tf.cast(m, r.dtype) for r, m in zip(record, self.masks)]
+                return super().preprocess_record_impl(params, record)
+
+        globals()["MaskedGaussianSumQuery"] = query_class = MaskedGaussianSumQuery
+    return query_class
+
+
+def __getattr__(name: str):
+    if name == "MaskedGaussianSumQuery":
+        return masked_query_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def freeze_batch_norm(net: keras.Model) -> int:
@@ -94,13 +119,13 @@ class DPTraining(TrainingHook):
         self.masks = {variable.ref(): mask for variable, mask in model.mask_pairs}
 
     def make_optimizer(self, config):
-        query = MaskedGaussianSumQuery(self.l2_norm_clip, self.l2_norm_clip * self.noise_multiplier)
+        query = masked_query_class()(self.l2_norm_clip, self.l2_norm_clip * self.noise_multiplier)
         return DP_OPTIMIZERS[self.optimizer_name](query, config.learning_rate)
 
     def compute_gradients(self, tape, per_example_loss, variables):
         optimizer = self.model.optimizer
         query = getattr(optimizer, "_dp_sum_query", None)
-        if not isinstance(query, MaskedGaussianSumQuery):
+        if not isinstance(query, masked_query_class()):
             raise ConfigError("the DP defense needs its own DP optimiser; do not pass optimizer= to fit_classifier")
         masks = [self.masks.get(variable.ref()) for variable in variables]
         query.masks = masks
@@ -208,6 +233,8 @@ class DPSGD(Defense):
                    "accounting": ("RDP and PLD, Poisson-subsampled Gaussian (dp_accounting); "
                                   + ("every training stage, composed" if end_to_end else "fine-tuning stage only"))}
         if sigma > 0 and steps > 0 and len(stages) == 1:
+            from tensorflow_privacy.privacy.analysis.compute_dp_sgd_privacy_lib import \
+                compute_dp_sgd_privacy_statement
             summary["statement"] = compute_dp_sgd_privacy_statement(
                 number_of_examples=context.num_members, batch_size=context.train_config.batch_size,
                 num_epochs=fit.epochs_completed, noise_multiplier=sigma, delta=delta)
