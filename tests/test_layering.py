@@ -11,7 +11,8 @@ LAYERS = ["data", "models", "training", "pruning", "defenses", "attacks", "plots
 
 
 # Top-level modules that belong to a layer rather than to the shared infrastructure.
-SAME_LAYER_AS = {"training_batched": "training", "distribute": "training", "artifacts": "attacks"}
+SAME_LAYER_AS = {"training_batched": "training", "training_callbacks": "training", "distribute": "training",
+                 "artifacts": "attacks"}
 
 
 def layer(module: str) -> int:
