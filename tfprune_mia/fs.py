@@ -157,8 +157,14 @@ class GPath:
         return _gfile().GFile(str(self), mode)
 
     def read_bytes(self) -> bytes:
-        with self.open("rb") as handle:
-            return handle.read()
+        """The whole file; FileNotFoundError when it is missing, as pathlib raises."""
+        from tfprune_mia.backend import tf
+
+        try:
+            with self.open("rb") as handle:
+                return handle.read()
+        except tf.errors.NotFoundError:
+            raise FileNotFoundError(str(self)) from None
 
     def read_text(self) -> str:
         return self.read_bytes().decode("utf-8")
@@ -231,12 +237,13 @@ def rename(source, target, overwrite: bool = False) -> None:
 
 
 def glob(pattern: str) -> List[str]:
-    """Paths matching `pattern` (`*`, `?`, `[..]` within one directory level), sorted."""
+    """Paths matching `pattern` (`*`, `?`, `[..]` within one directory level; locally `**` also spans
+    directories, as the shell's globstar), sorted."""
     if is_remote(pattern):
         return sorted(_gfile().glob(pattern))
     import glob as local_glob
 
-    return sorted(local_glob.glob(pattern))
+    return sorted(local_glob.glob(pattern, recursive=True))
 
 
 def rmtree(value) -> None:

@@ -115,7 +115,7 @@ def write_csv(path: os.PathLike, rows: list) -> None:
 def read_json(path: os.PathLike) -> Any:
     path = fs.path(path)
     try:
-        return json.loads(_read_bytes(path))
+        return json.loads(path.read_bytes())
     except FileNotFoundError:
         raise CheckpointError(f"{path} is missing; re-run the stage that writes it") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
@@ -127,23 +127,11 @@ def write_npz(path: os.PathLike, **arrays: np.ndarray) -> None:
         np.savez(tmp, **arrays)
 
 
-def _read_bytes(path: "fs.AnyPath") -> bytes:
-    """The whole file; a missing one raises FileNotFoundError on every file system."""
-    if isinstance(path, fs.GPath):
-        from tfprune_mia.backend import tf
-
-        try:
-            return path.read_bytes()
-        except tf.errors.NotFoundError:
-            raise FileNotFoundError(str(path)) from None
-    return path.read_bytes()
-
-
 def read_npz(path: os.PathLike) -> dict:
     """Load arrays without pickle: a cached file is data, never code."""
     path = fs.path(path)
     try:
-        source = io.BytesIO(_read_bytes(path)) if isinstance(path, fs.GPath) else path
+        source = io.BytesIO(path.read_bytes()) if isinstance(path, fs.GPath) else path
         with np.load(source, allow_pickle=False) as data:
             return {key: data[key] for key in data.files}
     except FileNotFoundError:

@@ -155,11 +155,9 @@ class Lease:
 
     def read(self) -> Optional[dict]:
         """The lease's content, None when there is none (or it vanished, or is half-written, while reading)."""
-        from tfprune_mia.backend import tf
-
         try:
             return json.loads(self.path.read_text())
-        except (tf.errors.NotFoundError, FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+        except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
             return None
 
     def _write(self, target: "fs.GPath", overwrite: bool) -> None:

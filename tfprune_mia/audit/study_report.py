@@ -8,7 +8,6 @@ Runs that differ only by seed are one configuration (`configuration_key`); a con
 from __future__ import annotations
 
 import dataclasses
-import glob
 import json
 from collections import defaultdict
 from pathlib import Path
@@ -32,8 +31,7 @@ def result_files(sources: Sequence[str]) -> List[fs.AnyPath]:
     found: List[fs.AnyPath] = []
     for source in sources:
         if any(char in source for char in "*?["):
-            paths = [fs.path(p) for p in (fs.glob(source) if fs.is_remote(source)
-                                          else sorted(glob.glob(source, recursive=True)))]
+            paths = [fs.path(p) for p in fs.glob(source)]
         elif _manifest(source) is not None:
             paths = [fs.path(t["result"]) for t in _manifest(source)["trials"] if fs.path(t["result"]).is_file()]
         elif fs.path(source).is_dir():
