@@ -212,9 +212,14 @@ class Stages:
                              seed=spec.seed, loss_terms=defender.hooks(context) if spec.defense.enabled else ())
         defense = {"defense": {"key": spec.defense.key, "config": spec.defense.relevant(),
                                **defender.summary(context, fit)}} if spec.defense.enabled else {}
-        store.save(net, {**defense, "role": spec.role.name, "kind": "original", "seconds": time.time() - started,
-                         "execution": distribute.execution_record(self.config.distribution,
-                                                                  self.config.train.batch_size),
+        self._save_original(store, spec, net, fit, time.time() - started, **defense,
+                            execution=distribute.execution_record(self.config.distribution,
+                                                                  self.config.train.batch_size))
+
+    def _save_original(self, store: ModelStore, spec: ModelRecipe, net: keras.Model, fit, seconds: float,
+                       **extra) -> None:
+        """Store a trained original with the meta every original carries (one by one or stacked), plus `extra`."""
+        store.save(net, {**extra, "role": spec.role.name, "kind": "original", "seconds": seconds,
                          "best_epoch": fit.best_epoch, "epochs_run": fit.epochs_run, "history": fit.history,
                          **self._accuracies(net, spec.part), "sparsity": sparsity_report(net),
                          "train_config": dataclasses.asdict(self.config.train)})
@@ -272,13 +277,8 @@ class Stages:
                                       self.config.train, work)
             seconds = (time.time() - started) / len(todo)
             for i, (net, fit) in zip(todo, trained):
-                spec = specs[i]
-                stores[i].save(net, {"role": spec.role.name, "kind": "original", "seconds": seconds,
-                                     "best_epoch": fit.best_epoch, "epochs_run": fit.epochs_run,
-                                     "history": fit.history, **self._accuracies(net, spec.part),
-                                     "sparsity": sparsity_report(net),
-                                     "train_config": dataclasses.asdict(self.config.train),
-                                     "stacked_training": {"models": len(todo), "members": names}})
+                self._save_original(stores[i], specs[i], net, fit, seconds,
+                                    stacked_training={"models": len(todo), "members": names})
 
     def _prune(self, spec: ModelRecipe, store: ModelStore) -> None:
         original = self.model(spec.role, roles_lib.SETTINGS["original"]).load()
