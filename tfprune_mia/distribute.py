@@ -74,9 +74,8 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
 
 def strategy(name: str) -> tf.distribute.Strategy:
     """This process's strategy of that name, built on first use."""
-    builder = STRATEGIES.get(name)
     if name not in _BUILT:
-        _BUILT[name] = builder()
+        _BUILT[name] = make_strategy(name)
     return _BUILT[name]
 
 
