@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from tfprune_mia.bin.common import EXIT_INTERRUPTED, INTERRUPTED
+from tfprune_mia.bin.runner import EXIT_INTERRUPTED, INTERRUPTED
 
 TINY_FLAGS = ["--epochs=2", "--finetune_epochs=1", "--num_shadows=1", "--attack_epochs=1", "--attacks=conf",
               "--num_perturbations=1", "--batch_size=64", "--bootstrap_resamples=0"]
@@ -171,9 +171,9 @@ def test_binaries_skip_the_final_garbage_collection(tmp_path):
 
 SWALLOWING_MAIN = """
 import sys, time
-from tfprune_mia.bin import common
+from tfprune_mia.bin import runner
 
-common.INTERRUPT_GRACE_SECONDS = float(sys.argv[1])
+runner.INTERRUPT_GRACE_SECONDS = float(sys.argv[1])
 
 
 def main():
@@ -186,7 +186,7 @@ def main():
 
 
 sys.argv = ["swallow"]
-common.run_main(main)
+runner.run_main(main)
 """
 
 

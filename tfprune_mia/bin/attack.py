@@ -8,7 +8,8 @@ ran without it) is a one-line error telling to run train_prune first.
 """
 from __future__ import annotations
 
-from tfprune_mia.bin.common import define_experiment_flags, run_experiment_binary, run_main
+from tfprune_mia.bin.common import define_experiment_flags, run_experiment_binary
+from tfprune_mia.bin.runner import run_main
 
 define_experiment_flags()
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from absl import flags
 
-from tfprune_mia.bin.common import run_main
+from tfprune_mia.bin.runner import run_main
 
 flags.DEFINE_string("target_model", None, "Saved Keras model (.h5 or SavedModel directory) to audit.")
 flags.DEFINE_string("members", None, ".npz (x, y) of records the target model was trained on.")

@@ -9,7 +9,7 @@ import sys
 
 from absl import flags
 
-from tfprune_mia.bin.common import run_main
+from tfprune_mia.bin.runner import run_main
 from tfprune_mia.errors import ConfigError
 
 flags.DEFINE_string("results", "runs/*/results/*.json", "Glob of result JSON files written by train_prune.")

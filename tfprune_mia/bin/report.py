@@ -12,7 +12,7 @@ import sys
 
 from absl import flags
 
-from tfprune_mia.bin.common import run_main
+from tfprune_mia.bin.runner import run_main
 
 flags.DEFINE_list("runs", None, "Result files, glob patterns, run directories, run roots or study "
                 "directories, local or on any TensorFlow file system (e.g. gs://bucket/runs).")

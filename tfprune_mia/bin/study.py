@@ -13,8 +13,8 @@ from __future__ import annotations
 from absl import flags, logging
 
 from tfprune_mia.bin import common
-from tfprune_mia.bin.common import (define_experiment_flags, experiment_config_from_flags, run_main,
-                                    start_distribution)
+from tfprune_mia.bin.common import define_experiment_flags, experiment_config_from_flags, start_distribution
+from tfprune_mia.bin.runner import run_main
 
 define_experiment_flags()
 flags.DEFINE_list("study_datasets", None, "Dataset registry names of the study; default: --dataset.")

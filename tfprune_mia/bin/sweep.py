@@ -11,7 +11,8 @@ from __future__ import annotations
 from absl import flags, logging
 
 from tfprune_mia.bin.common import (define_experiment_flags, experiment_config_from_flags, prune_config_from_flags,
-                                    run_main, start_distribution)
+                                    start_distribution)
+from tfprune_mia.bin.runner import run_main
 
 define_experiment_flags()
 flags.DEFINE_list("pruners", None, "Pruner registry names of the grid; default: --pruner.")

@@ -6,7 +6,8 @@
 """
 from __future__ import annotations
 
-from tfprune_mia.bin.common import define_experiment_flags, run_experiment_binary, run_main
+from tfprune_mia.bin.common import define_experiment_flags, run_experiment_binary
+from tfprune_mia.bin.runner import run_main
 
 define_experiment_flags()
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from absl import flags, logging
 
-from tfprune_mia.bin.common import (define_experiment_flags, experiment_config_from_flags, run_main,
-                                    start_distribution)
+from tfprune_mia.bin.common import define_experiment_flags, experiment_config_from_flags, start_distribution
+from tfprune_mia.bin.runner import run_main
 
 define_experiment_flags()
 flags.DEFINE_float("tune_min", 0.5, "Lower end of the defense_arg search range.")
