@@ -3,6 +3,7 @@
   python benchmarks/end_to_end.py --setting=digits                       # goal <= 40 CPU-s
   python benchmarks/end_to_end.py --setting=fashion_mnist                # goal <= 300 CPU-s, peak RSS <= 1 GB
   python benchmarks/end_to_end.py --setting=digits --stacked_training=auto,off   # both ways, one process each
+  python benchmarks/end_to_end.py --setting=digits --baseline=d33c2e8    # and the same run at that commit
 
 Settings (issue 15; docs/performance.md has the figures):
   digits         scikit-learn digits, columnfc, victim + 5 shadows, 50/25 epochs (train / fine-tune),
@@ -14,6 +15,10 @@ Each way runs in a fresh process (so no way inherits another's traced graphs or 
 intra-op and one inter-op thread, on an empty temporary run root. Stage times are exclusive (a pruning stage
 that first trains its original counts that training under `train originals`). CPU-s are process CPU time
 (all threads) plus waited-for children; peak RSS is the process's maximum resident set.
+
+`--baseline=COMMIT` runs the same configuration once more with the `train_prune` binary of COMMIT (exported
+from git into a temporary directory, the installed stack, one thread each way) for the "before" figures; the
+binary's flags are the ones this command line has, so both runs do the same work.
 """
 from __future__ import annotations
 
@@ -135,6 +140,59 @@ def child(setting: str, stacked: str, out: str) -> None:
     Path(out).write_text(json.dumps(figures))
 
 
+def binary_flags(setting: str, run_root: str) -> list:
+    """The train_prune flags of experiment_config(setting) (flags existing since the earliest baseline)."""
+    config = experiment_config(setting, run_root, "off")
+    train, finetune, prune = config.train, config.finetune, config.prune
+    return [f"--dataset={config.dataset}", f"--model={config.model}", f"--run_root={run_root}",
+            f"--seed={config.seed}", f"--num_shadows={config.num_shadows}", f"--epochs={train.epochs}",
+            f"--finetune_epochs={finetune.epochs}", f"--batch_size={train.batch_size}",
+            f"--learning_rate={train.learning_rate}", f"--weight_decay={train.weight_decay}",
+            f"--patience={train.patience}", f"--pruner={prune.pruner}", f"--sparsity={prune.sparsity}",
+            f"--attacks={','.join(config.attacks)}", f"--attack_epochs={config.attack_epochs}",
+            f"--bootstrap_resamples={config.bootstrap_resamples}", f"--max_samples={config.max_samples}",
+            f"--num_perturbations={config.signals.num_perturbations}",
+            f"--perturbation_epsilon={config.signals.perturbation_epsilon}"]
+
+
+def baseline_child(source: str, flags_json: str, out: str) -> None:
+    """The train_prune binary of the package under `source`, one thread each way, in this process."""
+    import runpy
+
+    started_wall, started_cpu = time.perf_counter(), time.process_time()
+    sys.path.insert(0, source)
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    sys.argv = ["train_prune", *json.loads(flags_json)]
+    try:
+        runpy.run_module("tfprune_mia.bin.train_prune", run_name="__main__")
+    except SystemExit as done:
+        if done.code:
+            raise
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    Path(out).write_text(json.dumps({
+        "wall": time.perf_counter() - started_wall,
+        "cpu": time.process_time() - started_cpu + children.ru_utime + children.ru_stime,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}))
+
+
+def run_baseline(commit: str, setting: str, env: dict) -> dict:
+    with tempfile.TemporaryDirectory() as source, tempfile.TemporaryDirectory() as run_root, \
+            tempfile.NamedTemporaryFile(suffix=".json") as out:
+        archive = subprocess.run(["git", "-C", str(REPO), "archive", commit, "tfprune_mia"], check=True,
+                                 capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", source], input=archive, check=True)
+        flags_json = json.dumps(binary_flags(setting, run_root))
+        baseline_env = {**env, "PYTHONPATH": source, "TF_USE_LEGACY_KERAS": "1"}
+        done = subprocess.run([sys.executable, __file__, "--baseline_child", source, flags_json, out.name],
+                              env=baseline_env, stdout=subprocess.DEVNULL)
+        if done.returncode != 0:
+            sys.exit(f"{setting} at {commit} failed with exit code {done.returncode}")
+        return json.loads(Path(out.name).read_text())
+
+
 def report(setting: str, stacked: str, figures: dict) -> None:
     goal_cpu, goal_rss = GOALS[setting]
     print(f"\n== {setting}, stacked_training={stacked} ==")
@@ -166,10 +224,16 @@ def main() -> None:
                         help="setting(s) to run (default: both)")
     parser.add_argument("--stacked_training", default="auto",
                         help="comma-separated ways to run each setting: auto, off or both (default auto)")
+    parser.add_argument("--baseline", default="",
+                        help="also run each setting with the train_prune binary of this commit (the 'before')")
     parser.add_argument("--child", nargs=3, metavar=("SETTING", "STACKED", "OUT"), help=argparse.SUPPRESS)
+    parser.add_argument("--baseline_child", nargs=3, metavar=("SOURCE", "FLAGS", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(*args.child)
+        return
+    if args.baseline_child:
+        baseline_child(*args.baseline_child)
         return
     print(f"load average at start: {os.getloadavg()}")
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TFPRUNE_MIA_PROGRESS": "0",
@@ -180,7 +244,15 @@ def main() -> None:
                 done = subprocess.run([sys.executable, __file__, "--child", setting, stacked, out.name], env=env)
                 if done.returncode != 0:
                     sys.exit(f"{setting} (stacked_training={stacked}) failed with exit code {done.returncode}")
-                report(setting, stacked, json.loads(Path(out.name).read_text()))
+                now = json.loads(Path(out.name).read_text())
+                report(setting, stacked, now)
+            print(f"load average now: {os.getloadavg()}", flush=True)
+        if args.baseline:
+            before = run_baseline(args.baseline, setting, env)
+            print(f"before ({args.baseline}, its train_prune binary): {before['wall']:.1f} s wall, "
+                  f"{before['cpu']:.1f} CPU-s, peak RSS {before['peak_rss_mib']:.0f} MiB -> now "
+                  f"{now['cpu']:.1f} CPU-s ({before['cpu'] / now['cpu']:.2f}x cheaper), "
+                  f"{now['peak_rss_mib']:.0f} MiB")
             print(f"load average now: {os.getloadavg()}", flush=True)
 
 
