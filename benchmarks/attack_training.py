@@ -34,7 +34,7 @@ FLAGS = flags.FLAGS
 def keras_fit_path(model, features, is_member, context):
     """The attack training as it was before the compiled loop: Keras fit over a shuffling tf.data pipeline,
     with the momentum update written out op by op (as TorchSGD did before it used the fused kernel), Keras'
-    dropout generator and (with samia.keras_attention_core) Keras' einsum attention."""
+    dropout generator and (with samia.keras_reference_layers) Keras' einsum attention."""
     from tfprune_mia.attacks.neural import MOMENTUM, WEIGHT_DECAY, TorchSGD, step_schedule
     from tfprune_mia.backend import tf
     from tfprune_mia.training import TrainingModel, make_dataset
@@ -63,7 +63,7 @@ def compiled_path(model, features, is_member, context):
 
 
 def compiled_keras_layers_path(model, features, is_member, context):
-    """The compiled loop with Keras' own dropout generator (and, with keras_attention_core, einsum attention):
+    """The compiled loop with Keras' own dropout generator (and, with keras_reference_layers, einsum attention):
     what the layer-level changes (TokenAttention, StepDropoutMasks) add on top of the loop."""
     from tfprune_mia.attacks import neural
 
@@ -170,11 +170,11 @@ def epoch_clock(costs):
 def per_epoch_cpu_s(path, attack_name, features, is_member, transform=None, keras_layers=False):
     """Median CPU-s of epochs 2..1+E of one training: the first epoch carries graph tracing and model setup."""
     from tfprune_mia.attacks import AttackContext, make_attack
-    from tfprune_mia.attacks.samia import keras_attention_core
+    from tfprune_mia.attacks.samia import keras_reference_layers
     from tfprune_mia.backend import set_seed
 
     costs = []
-    with keras_attention_core() if keras_layers else contextlib.nullcontext(), epoch_clock(costs):
+    with keras_reference_layers() if keras_layers else contextlib.nullcontext(), epoch_clock(costs):
         set_seed(0)
         model = make_attack(attack_name).build(features.shape[1], FLAGS.classes)
         if transform is not None:
