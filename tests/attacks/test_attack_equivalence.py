@@ -1,7 +1,7 @@
-"""The attack training as it runs now (compiled whole-epoch loop, TokenAttention, stateless per-step dropout
-masks) is statistically the attack Keras `fit` trained before (einsum MultiHeadAttention, Keras' dropout
-generator): same recipe, same initialisation and batch order, only the dropout masks' random numbers differ,
-so the attack AUCs on held-out samples agree seed by seed."""
+"""The attack training as it runs now (compiled whole-epoch loop, SAMIA's fused encoder layer, stateless per-step
+8-bit dropout masks) is statistically the attack Keras `fit` trained before (Keras' own encoder sublayers, Keras'
+dropout generator): same recipe, same initialisation and batch order, only the dropout masks' random numbers
+(and float rounding) differ, so the attack AUCs on held-out samples agree seed by seed."""
 import contextlib
 
 import numpy as np

@@ -56,24 +56,6 @@ def test_pass_order_depends_on_seed_and_pass_only():
     assert not np.array_equal(order, pass_order(50, 2, 2).numpy())
 
 
-def test_token_attention_is_keras_multi_head_attention_in_values_and_gradients():
-    from tfprune_mia.attacks.samia import TokenAttention
-
-    tokens = tf.constant(np.random.default_rng(1).normal(size=(8, 10, 64)).astype(np.float32))
-    ours, theirs = TokenAttention(4, 16, name="attention"), keras.layers.MultiHeadAttention(4, 16, name="attention")
-    ours(tokens, tokens), theirs(tokens, tokens)
-    theirs.set_weights(ours.get_weights())
-    results = []
-    for layer in (ours, theirs):
-        with tf.GradientTape() as tape:
-            tape.watch(tokens)
-            out = layer(tokens, tokens, training=False)
-            loss = tf.reduce_sum(out * tf.sin(out))
-        results.append([out, *tape.gradient(loss, [tokens, *layer.trainable_variables])])
-    for got, want in zip(*results):
-        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-6)
-
-
 def test_step_dropout_keeps_the_rate_and_scaling_and_is_a_function_of_seed_and_step():
     from tfprune_mia.attacks.neural import StepDropoutMasks, step_dropout
 

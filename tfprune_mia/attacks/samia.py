@@ -40,31 +40,6 @@ class ClassTokens(keras.layers.Layer):
 
 
 @keras.utils.register_keras_serializable(package="tfprune_mia")
-class TokenAttention(keras.layers.MultiHeadAttention):
-    """Keras' MultiHeadAttention (same weights, same arithmetic) with the attention core written as head-major
-    transposes and plain batched matmuls.
-
-    Keras computes the scores and the context with `tf.einsum`, which on CPU lays each operand out anew
-    (transposes in, transposes out) and does so again in each einsum of the backward pass. With SAMIA's tiny
-    per-head matrices (10 tokens x 16 dims) those copies cost more than the products: moving q, k, v to
-    [batch, heads, tokens, dims] once and letting the matmuls' transpose flags do the rest made a SAMIA
-    training epoch ~9% cheaper (benchmarks/attack_training.py).
-    """
-
-    def _compute_attention(self, query, key, value, attention_mask=None, training=None):
-        if attention_mask is not None or len(self._attention_axes) != 1:
-            return super()._compute_attention(query, key, value, attention_mask, training)
-        # The query scaled before the product, as Keras does, so the scores are bit-identical.
-        query = tf.multiply(query, 1.0 / math.sqrt(float(self._key_dim)))
-        heads_first = (0, 2, 1, 3)  # [batch, tokens, heads, dims] <-> [batch, heads, tokens, dims]
-        scores = tf.matmul(tf.transpose(query, heads_first), tf.transpose(key, heads_first), transpose_b=True)
-        scores = self._masked_softmax(scores)
-        dropped = self._dropout_layer(scores, training=training)
-        context = tf.matmul(dropped, tf.transpose(value, heads_first))
-        return tf.transpose(context, heads_first), scores
-
-
-@keras.utils.register_keras_serializable(package="tfprune_mia")
 class PostNormEncoderLayer(keras.layers.Layer):
     """PyTorch's TransformerEncoderLayer (norm_first=False): x = LN(x + Drop(MHA(x))); x = LN(x + Drop(FFN(x)))."""
 
@@ -74,8 +49,8 @@ class PostNormEncoderLayer(keras.layers.Layer):
                  **kwargs):
         super().__init__(**kwargs)
         self.d_model, self.num_heads, self.ffn_dim, self.dropout = d_model, num_heads, ffn_dim, dropout
-        self.attention = TokenAttention(num_heads, d_model // num_heads, dropout=dropout,
-                                        name="attention")
+        self.attention = keras.layers.MultiHeadAttention(num_heads, d_model // num_heads, dropout=dropout,
+                                                         name="attention")
         self.attention_dropout = keras.layers.Dropout(dropout)
         self.norm1 = keras.layers.LayerNormalization(epsilon=LAYER_NORM_EPSILON, name="norm1")
         self.ffn_in = keras.layers.Dense(ffn_dim, activation="gelu", kernel_initializer=xavier_normal(),
@@ -194,15 +169,12 @@ def gelu(inputs):
 
 @contextlib.contextmanager
 def keras_reference_layers():
-    """Inside the block SAMIA's encoder layers compute with Keras' own layers (PostNormEncoderLayer.keras_call)
-    and TokenAttention with Keras' einsum core: the reference that benchmarks and equivalence tests compare
-    the current layers with."""
+    """Inside the block SAMIA's encoder layers compute with Keras' own layers (PostNormEncoderLayer.keras_call):
+    the reference that benchmarks and equivalence tests compare the current layers with."""
     PostNormEncoderLayer.keras_reference = True
-    TokenAttention._compute_attention = keras.layers.MultiHeadAttention._compute_attention
     try:
         yield
     finally:
-        del TokenAttention._compute_attention
         PostNormEncoderLayer.keras_reference = False
 
 
