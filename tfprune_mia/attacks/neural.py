@@ -67,12 +67,9 @@ class StepDropoutMasks:
     exactly `rate` (to 2**-32; Keras' float draw: 2**-23), and kept values are scaled by 1/(1 - rate) as in
     Keras. The shared choice of t couples the elements of one layer and step, with covariance
     f * (1 - f) * 2**-16 <= 2**-18 (rate 0.2: 2.4e-6, 1.5e-5 of an element's variance rate * (1 - rate));
-    16 random bits per element (covariance below 1e-10) cost 1.8x as much per mask, ~5% of a SAMIA epoch
-    (benchmarks/attack_training.py). The masks do not depend on what ran before in the process, so a run
-    repeats exactly.
+    16 random bits per element (covariance below 1e-10) cost 1.7-1.8x as much per mask (docs/performance.md).
+    The masks do not depend on what ran before in the process, so a run repeats exactly.
     """
-
-    BITS = 8
 
     def __init__(self, seed: int, step: tf.Variable, index: int, num_layers: int):
         self.seed, self.step, self.index, self.num_layers = int(seed), step, int(index), int(num_layers)
@@ -83,17 +80,16 @@ class StepDropoutMasks:
         # Distinct for every (step, layer): stateless ops give equal draws for equal keys.
         key = tf.stack([tf.constant(self.seed, tf.int64),
                         tf.cast(self.step, tf.int64) * self.num_layers + self.index])
-        scaled = float(rate) * 2**self.BITS
+        scaled = float(rate) * 2**8
         base = int(scaled)
-        if base >= 2**self.BITS - 1:  # t + 1 would not fit the bits: one whole word per element (rate > 0.996)
+        if base >= 2**8 - 1:  # t + 1 would not fit a byte: one whole word per element (rates > 0.996)
             words = tf.random.stateless_uniform([size], seed=key, minval=None, maxval=None, dtype=tf.uint32)
             keep = words >= tf.constant(min(int(round(float(rate) * 2**32)), 2**32 - 1), tf.uint32)
         else:
             # Four bytes per word for the elements, and a last word (past every element's byte) for t.
-            per_word = 32 // self.BITS
-            words = tf.random.stateless_uniform([size // per_word + 2], seed=key, minval=None, maxval=None,
+            words = tf.random.stateless_uniform([size // 4 + 2], seed=key, minval=None, maxval=None,
                                                 dtype=tf.uint32)
-            plus_one = words[-1] < tf.constant(int(round((scaled - base) * 2**32)), tf.uint32)
+            plus_one = words[-1] < tf.constant(min(int(round((scaled - base) * 2**32)), 2**32 - 1), tf.uint32)
             threshold = tf.constant(base, tf.uint8) + tf.cast(plus_one, tf.uint8)
             keep = tf.reshape(tf.bitcast(words, tf.uint8), [-1])[:size] >= threshold
         mask = tf.cast(tf.reshape(keep, shape), inputs.dtype) * tf.cast(1.0 / (1.0 - rate), inputs.dtype)
