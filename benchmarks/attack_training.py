@@ -1,6 +1,7 @@
 """Attack-model training cost per epoch: the Keras `fit` loop the attacks used before (with Keras' own
-MultiHeadAttention core and dropout generator) vs what they use now -- the compiled whole-epoch loop
-(training.CompiledEpochs), SAMIA's TokenAttention core and the stateless per-step dropout masks
+layers in SAMIA's encoder and Keras' dropout generator) vs what they use now -- the compiled whole-epoch loop
+(training.CompiledEpochs), SAMIA's fused encoder layer (samia.PostNormEncoderLayer.call: one Q/K/V matmul,
+layer norm and GELU with hand-written gradients) and the stateless per-step 8-bit dropout masks
 (neural.step_dropout) -- at the identical recipe (neural.py: batch 128, PyTorch-form SGD momentum, step LR
 schedule, coupled weight decay, dropout 0.2, final-epoch model).
 
@@ -34,7 +35,7 @@ FLAGS = flags.FLAGS
 def keras_fit_path(model, features, is_member, context):
     """The attack training as it was before the compiled loop: Keras fit over a shuffling tf.data pipeline,
     with the momentum update written out op by op (as TorchSGD did before it used the fused kernel), Keras'
-    dropout generator and (with samia.keras_attention_core) Keras' einsum attention."""
+    dropout generator and (with samia.keras_reference_layers) Keras' own layers in SAMIA's encoder."""
     from tfprune_mia.attacks.neural import MOMENTUM, WEIGHT_DECAY, TorchSGD, step_schedule
     from tfprune_mia.backend import tf
     from tfprune_mia.training import TrainingModel, make_dataset
@@ -63,8 +64,8 @@ def compiled_path(model, features, is_member, context):
 
 
 def compiled_keras_layers_path(model, features, is_member, context):
-    """The compiled loop with Keras' own dropout generator (and, with keras_attention_core, einsum attention):
-    what the layer-level changes (TokenAttention, StepDropoutMasks) add on top of the loop."""
+    """The compiled loop with Keras' own dropout generator (and, with keras_reference_layers, Keras' layers in
+    SAMIA's encoder): what the layer-level changes (the fused encoder layer, StepDropoutMasks) add on top."""
     from tfprune_mia.attacks import neural
 
     step_dropout = neural.step_dropout
@@ -170,11 +171,11 @@ def epoch_clock(costs):
 def per_epoch_cpu_s(path, attack_name, features, is_member, transform=None, keras_layers=False):
     """Median CPU-s of epochs 2..1+E of one training: the first epoch carries graph tracing and model setup."""
     from tfprune_mia.attacks import AttackContext, make_attack
-    from tfprune_mia.attacks.samia import keras_attention_core
+    from tfprune_mia.attacks.samia import keras_reference_layers
     from tfprune_mia.backend import set_seed
 
     costs = []
-    with keras_attention_core() if keras_layers else contextlib.nullcontext(), epoch_clock(costs):
+    with keras_reference_layers() if keras_layers else contextlib.nullcontext(), epoch_clock(costs):
         set_seed(0)
         model = make_attack(attack_name).build(features.shape[1], FLAGS.classes)
         if transform is not None:
@@ -201,7 +202,7 @@ def main(argv):
     print(f"load average at start: {os.getloadavg()}")
     print(f"matmul peak (1024^3 float32, 1 thread): {peak:.1f} GFLOP/s")
     print(f"{'attack':8s} {'path':10s} {'CPU-s/epoch':>12s} {'GFLOP/s':>8s} {'% peak':>7s}")
-    print("(keras_fit: before; loop_only: compiled loop with Keras' attention and dropout; compiled: now)")
+    print("(keras_fit: before; loop_only: compiled loop with Keras' layers and dropout; compiled: now)")
     for name in FLAGS.attacks:
         features = make_attack(name).features(signals)
         results = {}
@@ -215,6 +216,9 @@ def main(argv):
         print(f"{name:8s} speed-up per epoch: {results['keras_fit'] / results['compiled']:.2f}x "
               f"(compiled loop alone, Keras' layers: {results['keras_fit'] / results['loop_only']:.2f}x) "
               f"(the matmul peak bounds it at {peak / (flops / results['keras_fit'] / 1e9):.2f}x)")
+        floor = flops / peak / 1e9
+        print(f"{name:8s} its matmul-class FLOPs at the peak take {floor:.3f} CPU-s: "
+              f"{100 * floor / results['compiled']:.0f}% of the compiled epoch, the rest is everything else")
         if FLAGS.breakdown and name in ("samia", "nn"):
             cost, _ = per_epoch_cpu_s(compiled_path, name, features, is_member, transform=without_dropout)
             print(f"{name:8s} compiled, dropout off: {cost:.3f} CPU-s/epoch -> dropout's random masks are "

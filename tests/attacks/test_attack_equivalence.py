@@ -1,7 +1,7 @@
-"""The attack training as it runs now (compiled whole-epoch loop, TokenAttention, stateless per-step dropout
-masks) is statistically the attack Keras `fit` trained before (einsum MultiHeadAttention, Keras' dropout
-generator): same recipe, same initialisation and batch order, only the dropout masks' random numbers differ,
-so the attack AUCs on held-out samples agree seed by seed."""
+"""The attack training as it runs now (compiled whole-epoch loop, SAMIA's fused encoder layer, stateless per-step
+8-bit dropout masks) is statistically the attack Keras `fit` trained before (Keras' own encoder sublayers, Keras'
+dropout generator): same recipe, same initialisation and batch order, only the dropout masks' random numbers
+(and float rounding) differ, so the attack AUCs on held-out samples agree seed by seed."""
 import contextlib
 
 import numpy as np
@@ -11,7 +11,7 @@ from sklearn.metrics import roc_auc_score
 from tfprune_mia.attacks import AttackContext, Signals, make_attack
 from tfprune_mia.attacks.neural import (MOMENTUM, WEIGHT_DECAY, TorchSGD, member_probability, step_schedule,
                                         train_attack_model)
-from tfprune_mia.attacks.samia import keras_attention_core
+from tfprune_mia.attacks.samia import keras_reference_layers
 from tfprune_mia.backend import set_seed
 from tfprune_mia.training import TrainingModel, make_dataset
 
@@ -43,7 +43,7 @@ def held_out_auc(name, seed, old):
     (train, is_member), (test, test_member) = membership_problem(100 + seed), membership_problem(200 + seed)
     attack = make_attack(name, AttackContext(seed=seed, epochs=30, batch_size=64))
     features = attack.features(train)
-    with keras_attention_core() if old else contextlib.nullcontext():
+    with keras_reference_layers() if old else contextlib.nullcontext():
         set_seed(seed)
         model = attack.build(features.shape[1], CLASSES)
         (keras_fit if old else train_attack_model)(model, features, is_member, attack.context)

@@ -56,24 +56,6 @@ def test_pass_order_depends_on_seed_and_pass_only():
     assert not np.array_equal(order, pass_order(50, 2, 2).numpy())
 
 
-def test_token_attention_is_keras_multi_head_attention_in_values_and_gradients():
-    from tfprune_mia.attacks.samia import TokenAttention
-
-    tokens = tf.constant(np.random.default_rng(1).normal(size=(8, 10, 64)).astype(np.float32))
-    ours, theirs = TokenAttention(4, 16, name="attention"), keras.layers.MultiHeadAttention(4, 16, name="attention")
-    ours(tokens, tokens), theirs(tokens, tokens)
-    theirs.set_weights(ours.get_weights())
-    results = []
-    for layer in (ours, theirs):
-        with tf.GradientTape() as tape:
-            tape.watch(tokens)
-            out = layer(tokens, tokens, training=False)
-            loss = tf.reduce_sum(out * tf.sin(out))
-        results.append([out, *tape.gradient(loss, [tokens, *layer.trainable_variables])])
-    for got, want in zip(*results):
-        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-6)
-
-
 def test_step_dropout_keeps_the_rate_and_scaling_and_is_a_function_of_seed_and_step():
     from tfprune_mia.attacks.neural import StepDropoutMasks, step_dropout
 
@@ -97,15 +79,34 @@ def test_step_dropout_keeps_the_rate_and_scaling_and_is_a_function_of_seed_and_s
 
 
 @pytest.mark.parametrize("rate", [0.3, 0.99999])
-def test_step_dropout_rate_off_the_16_bit_grid(rate):
+def test_step_dropout_rate_off_the_8_bit_grid(rate):
     from tfprune_mia.attacks.neural import StepDropoutMasks
 
-    # 0.3 * 2**16 = 19660.8: thresholds 19660 and 19661 mixed 1:4 over steps; 0.99999: whole 32-bit words
+    # 0.3 * 2**8 = 76.8: thresholds 76 and 77 mixed 1:4 over steps; 0.99999: whole 32-bit words
     masks = StepDropoutMasks(seed=3, step=tf.Variable(0, dtype=tf.int64), index=0, num_layers=1)
-    ones = tf.ones((1001, 99))  # odd size: the last element takes the last word's low half
+    ones = tf.ones((1001, 99))  # size 3 mod 4: the last word's bytes are only partly used
     out = masks.dropout(ones, rate).numpy()
     assert out.shape == (1001, 99)
     assert np.mean(out == 0) == pytest.approx(rate, abs=0.006)
+
+
+def test_step_dropout_rate_is_exact_over_steps_not_the_8_bit_floor():
+    from tfprune_mia.attacks.neural import StepDropoutMasks
+
+    # floor(0.3 * 2**8) / 2**8 = 0.2969 alone; the per-step +1 (probability 0.8) brings the mean to 0.3
+    step = tf.Variable(0, dtype=tf.int64)
+    masks = StepDropoutMasks(seed=5, step=step, index=0, num_layers=1)
+    ones = tf.ones((64, 64))
+
+    @tf.function
+    def dropped_fraction(steps):
+        total = tf.constant(0.0)
+        for _ in tf.range(steps):
+            total += tf.reduce_mean(tf.cast(masks.dropout(ones, 0.3) == 0, tf.float32))
+            step.assign_add(1)
+        return total / tf.cast(steps, tf.float32)
+
+    assert float(dropped_fraction(tf.constant(600))) == pytest.approx(0.3, abs=0.0012)  # 2.5M draws: SD 0.0003
 
 
 def test_attack_training_applies_dropout_and_scoring_does_not():

@@ -76,3 +76,84 @@ def test_learning_rate_drops_at_the_milestone_epochs():
     rates = [float(schedule(step)) for step in range(12)]
     assert rates == pytest.approx([1e-3] * 6 + [1e-4] * 3 + [1e-5] * 3)
     assert float(step_schedule(epochs=1, steps_per_epoch=3)(100)) == pytest.approx(1e-3)
+
+
+class KerasBuiltEncoder(PostNormEncoderLayer):
+    """The encoder layer as it was before its fused call(): Keras' own sublayers called in turn, built lazily."""
+
+    def build(self, input_shape):
+        keras.layers.Layer.build(self, input_shape)
+
+    def call(self, tokens, training=None):
+        return self.keras_call(tokens, training=training)
+
+
+def values_and_gradients(layer, tokens, training):
+    with tf.GradientTape() as tape:
+        tape.watch(tokens)
+        out = layer(tokens, training=training)
+        loss = tf.reduce_sum(out * tf.sin(out))
+    return [out, *tape.gradient(loss, [tokens, *layer.trainable_variables])]
+
+
+@pytest.mark.parametrize("training", [False, True], ids=["inference", "dropout"])
+def test_encoder_layer_is_the_keras_composite_in_values_and_gradients(training):
+    from tfprune_mia.attacks.neural import step_dropout
+    from tfprune_mia.backend import set_seed
+
+    tokens = tf.constant(np.random.default_rng(2).normal(size=(24, 10, 64)).astype(np.float32))
+    layers = []
+    for kind in (PostNormEncoderLayer, KerasBuiltEncoder):
+        set_seed(0)
+        layer = kind(name="encoder0")
+        model = keras.Sequential([keras.Input((10, 64)), layer])
+        layers.append((layer, model))
+    (ours, our_model), (theirs, their_model) = layers
+    # Same variables in the same order under the same names, initialised alike: saved models are interchangeable.
+    assert [w.name for w in ours.weights] == [w.name for w in theirs.weights]
+    for got, want in zip(ours.get_weights(), theirs.get_weights()):
+        np.testing.assert_array_equal(got, want)
+    results = []
+    for layer, model in layers:
+        # The masks are a function of (seed, step, layer), so both layers drop the same elements.
+        with step_dropout(model, seed=4, step=tf.Variable(3, dtype=tf.int64)):
+            results.append(values_and_gradients(layer, tokens, training))
+    scale = max(float(np.max(np.abs(want))) for want in results[1][2:])
+    for got, want in zip(*results):
+        # float32 rounding of differently ordered sums; the key bias's gradient is 0 up to that rounding
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4, atol=1e-6 * scale)
+    if training:  # dropout acted (else the comparison would not cover the masks)
+        plain = values_and_gradients(ours, tokens, training=False)[0]
+        assert not np.allclose(plain.numpy(), results[0][0].numpy(), atol=1e-3)
+
+
+def test_layer_norm_and_gelu_are_keras_in_values_and_gradients():
+    from tfprune_mia.attacks.samia import LAYER_NORM_EPSILON, gelu, layer_norm
+
+    rng = np.random.default_rng(3)
+    # rows of very different scales, one nearly constant (where epsilon matters)
+    rows = rng.normal(size=(40, 64)) * rng.choice([1e-3, 1.0, 30.0], size=(40, 1))
+    rows[0] = 0.5 + 1e-4 * rng.normal(size=64)
+    rows = tf.constant(rows.astype(np.float32))
+    norm = keras.layers.LayerNormalization(epsilon=LAYER_NORM_EPSILON)
+    norm.build(rows.shape)
+    norm.set_weights([rng.normal(size=64).astype(np.float32), rng.normal(size=64).astype(np.float32)])
+    weights = rng.normal(size=(40, 64)).astype(np.float32)
+    results = []
+    for apply in (lambda x: layer_norm(x, norm.gamma, norm.beta, LAYER_NORM_EPSILON), norm):
+        with tf.GradientTape() as tape:
+            tape.watch(rows)
+            out = apply(rows)
+            loss = tf.reduce_sum(out * weights)
+        results.append([out, *tape.gradient(loss, [rows, norm.gamma, norm.beta])])
+    for got, want in zip(*results):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4, atol=1e-5 * float(np.max(np.abs(want))))
+    inputs = tf.constant(np.linspace(-8, 8, 401, dtype=np.float32))
+    results = []
+    for apply in (gelu, keras.activations.gelu):
+        with tf.GradientTape() as tape:
+            tape.watch(inputs)
+            out = apply(inputs)
+        results.append([out, tape.gradient(out, inputs)])
+    for got, want in zip(*results):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-6)

@@ -61,12 +61,14 @@ class StepDropoutMasks:
 
     Stands in for the layer's random generator while an attack model trains. Keras' own draws one float32
     uniform per element from a stateful Philox stream; the Philox rounds are most of a dropout layer's cost
-    (~40% of a MIAFC epoch). Here one stateless Philox op draws half as many 32-bit words and each element
-    compares 16 random bits against t = floor(rate * 2**16) or t + 1, the +1 chosen per layer and step with
-    probability frac(rate * 2**16) from one more 32-bit word: every element is dropped with probability exactly
-    `rate` (to 2**-32; Keras' float draw: 2**-23), independently of the other elements up to a covariance
-    below 1e-10, and kept values are scaled by 1/(1 - rate) as in Keras. The masks do not depend on what ran
-    before in the process, so a run repeats exactly.
+    (~40% of a MIAFC epoch). Here one stateless Philox op draws a quarter as many 32-bit words and each element
+    compares 8 random bits against t = floor(rate * 2**8) or t + 1, the +1 chosen per layer and step with
+    probability f = frac(rate * 2**8) from one more 32-bit word: every element is dropped with probability
+    exactly `rate` (to 2**-32; Keras' float draw: 2**-23), and kept values are scaled by 1/(1 - rate) as in
+    Keras. The shared choice of t couples the elements of one layer and step, with covariance
+    f * (1 - f) * 2**-16 <= 2**-18 (rate 0.2: 2.4e-6, 1.5e-5 of an element's variance rate * (1 - rate));
+    16 random bits per element (covariance below 1e-10) cost 1.7-1.8x as much per mask (docs/performance.md).
+    The masks do not depend on what ran before in the process, so a run repeats exactly.
     """
 
     def __init__(self, seed: int, step: tf.Variable, index: int, num_layers: int):
@@ -78,18 +80,18 @@ class StepDropoutMasks:
         # Distinct for every (step, layer): stateless ops give equal draws for equal keys.
         key = tf.stack([tf.constant(self.seed, tf.int64),
                         tf.cast(self.step, tf.int64) * self.num_layers + self.index])
-        scaled = float(rate) * 2**16
+        scaled = float(rate) * 2**8
         base = int(scaled)
-        if base >= 2**16 - 1:  # t + 1 would not fit 16 bits: one whole word per element (rates > 0.99998)
+        if base >= 2**8 - 1:  # t + 1 would not fit a byte: one whole word per element (rates > 0.996)
             words = tf.random.stateless_uniform([size], seed=key, minval=None, maxval=None, dtype=tf.uint32)
             keep = words >= tf.constant(min(int(round(float(rate) * 2**32)), 2**32 - 1), tf.uint32)
         else:
-            # Two 16-bit halves per word for the elements, and a last word (past every element's half) for t.
-            words = tf.random.stateless_uniform([size // 2 + 2], seed=key, minval=None, maxval=None,
+            # Four bytes per word for the elements, and a last word (past every element's byte) for t.
+            words = tf.random.stateless_uniform([size // 4 + 2], seed=key, minval=None, maxval=None,
                                                 dtype=tf.uint32)
-            plus_one = words[-1] < tf.constant(int(round((scaled - base) * 2**32)), tf.uint32)
-            threshold = tf.constant(base, tf.uint16) + tf.cast(plus_one, tf.uint16)
-            keep = tf.reshape(tf.bitcast(words, tf.uint16), [-1])[:size] >= threshold
+            plus_one = words[-1] < tf.constant(min(int(round((scaled - base) * 2**32)), 2**32 - 1), tf.uint32)
+            threshold = tf.constant(base, tf.uint8) + tf.cast(plus_one, tf.uint8)
+            keep = tf.reshape(tf.bitcast(words, tf.uint8), [-1])[:size] >= threshold
         mask = tf.cast(tf.reshape(keep, shape), inputs.dtype) * tf.cast(1.0 / (1.0 - rate), inputs.dtype)
         return inputs * mask
 
