@@ -41,7 +41,7 @@ def test_stacked_model_computes_each_member_exactly(architecture, input_shape):
 
 def test_batched_training_gives_the_models_of_one_by_one_training(digits, tmp_path):
     # small_cnn has no dropout, so with the same initialisation and batches the models agree up to float
-    # rounding of the grouped convolution; the dev accuracies then agree.
+    # rounding; the dev accuracies then agree.
     jobs = jobs_for(digits, 3)
     config = TrainConfig(epochs=3, batch_size=64)
     batched = fit_classifiers("small_cnn", digits.input_shape, 10, jobs, config, tmp_path / "batched")
