@@ -1,11 +1,13 @@
 """K small models trained as one stacked model: the same models as one-by-one training, extractable as
 ordinary Keras models, resumable."""
+import json
+
 import numpy as np
 import pytest
 
 from tfprune_mia.backend import keras, set_seed
 from tfprune_mia.data import load_dataset
-from tfprune_mia.errors import ConfigError
+from tfprune_mia.errors import CheckpointError, ConfigError
 from tfprune_mia.models import build_model
 from tfprune_mia.training import TrainConfig, evaluate_accuracy, fit_classifier
 from tfprune_mia.training_batched import ModelJob, StackedModels, build_stacked, fit_classifiers
@@ -109,3 +111,14 @@ def test_architectures_that_are_not_plain_chains_are_refused():
         build_stacked(keras.Model(inputs, keras.layers.Dense(2)(residual)), 2)
     with pytest.raises(ConfigError, match="at least one job"):
         fit_classifiers("columnfc", (8, 8, 1), 10, [], TrainConfig(), "unused")
+
+
+def test_a_checkpoint_of_another_stacked_layout_is_refused_not_silently_ignored(digits, tmp_path):
+    jobs = jobs_for(digits, 2, train_size=100, dev_size=50)
+    fit_classifiers("columnfc", digits.input_shape, 10, jobs, TrainConfig(epochs=1), tmp_path)
+    (state_path,) = tmp_path.glob("stack-*/state.json")
+    state = json.loads(state_path.read_text())
+    del state["layout"]  # as the grouped-convolution stack wrote it
+    state_path.write_text(json.dumps(state))
+    with pytest.raises(CheckpointError, match="stacked layout 1"):
+        fit_classifiers("columnfc", digits.input_shape, 10, jobs, TrainConfig(epochs=2), tmp_path)

@@ -125,6 +125,11 @@ class _StackCheckpoint:
     best weights (state.json + best_weights.npz), written after the first epoch, every `every_s` seconds and
     after the last epoch, in that order, so state.json always names a complete checkpoint."""
 
+    # The stacked model's variable layout. A TF checkpoint of another layout would restore nothing (its names
+    # differ) and expect_partial() would hide that, so state.json records it and resume checks it.
+    # 2: per-model weights on a new leading axis (before: grouped convolution kernels).
+    LAYOUT = 2
+
     def __init__(self, directory: Path, model: keras.Model, optimizer, every_s: float):
         self.directory = fs.path(directory)
         self.every_s = float(every_s)
@@ -148,7 +153,7 @@ class _StackCheckpoint:
         with atomic_path(best_file) as tmp:
             with open(tmp, "wb") as handle:
                 np.savez(handle, **arrays)
-        write_json(self.state_path, {**state, "epoch": epoch, "best_file": best_file.name,
+        write_json(self.state_path, {**state, "layout": self.LAYOUT, "epoch": epoch, "best_file": best_file.name,
                                      "checkpoint": os.path.relpath(path, str(self.directory))})
         for old in self.directory.glob("best_weights-*.npz"):
             if old.name != best_file.name:
@@ -161,6 +166,9 @@ class _StackCheckpoint:
             return None
         try:
             state = json.loads(self.state_path.read_text())
+            if state.get("layout") != self.LAYOUT:
+                raise ValueError(f"written by a version with stacked layout {state.get('layout', 1)}, "
+                                 f"this one has {self.LAYOUT}")
             self.manager.checkpoint.restore(str(self.directory / state["checkpoint"])).expect_partial()
             best: List[Optional[Dict[str, List[np.ndarray]]]] = [None] * num_models
             with fs.local_copy(self.directory / state["best_file"]) as best_file, \
