@@ -26,6 +26,12 @@ from tfprune_mia.errors import ConfigError
 from tfprune_mia.models.registry import build_model
 
 
+# The stacked layers' loops run over Python lists of models, never over tensors: autograph has nothing to
+# convert, and skipping it shortens tracing, which is a large part of a small stack's cost. The wrapper hides
+# the signature from Keras, which then passes `training` to every call: each takes it.
+_plain_python = tf.autograph.experimental.do_not_convert
+
+
 def _unstack(variable, count):
     # Unpack's gradient is one Pack; indexing variable[k] K times would sum K full-size StridedSliceGrads.
     return tf.unstack(variable, num=count) if variable is not None else [None] * count
@@ -45,7 +51,8 @@ class StackedDense(keras.layers.Layer):
         self.bias = self.add_weight("bias", (self.num_models, self.units), initializer="zeros") \
             if self.use_bias else None
 
-    def call(self, inputs):
+    @_plain_python
+    def call(self, inputs, training=None):
         outputs = tf.matmul(inputs, self.kernel)
         if self.bias is not None:
             outputs = outputs + self.bias[:, None]
@@ -71,7 +78,8 @@ class StackedConv2D(keras.layers.Layer):
         self.bias = self.add_weight("bias", (self.num_models, self.filters), initializer="zeros") \
             if self.use_bias else None
 
-    def call(self, inputs):
+    @_plain_python
+    def call(self, inputs, training=None):
         outputs = []
         for x, kernel, bias in zip(inputs, _unstack(self.kernel, self.num_models),
                                    _unstack(self.bias, self.num_models)):
@@ -103,6 +111,7 @@ class StackedBatchNorm(keras.layers.Layer):
         self.moving_mean = self.add_weight("moving_mean", shape, initializer="zeros", trainable=False)
         self.moving_variance = self.add_weight("moving_variance", shape, initializer="ones", trainable=False)
 
+    @_plain_python
     def call(self, inputs, training=None):
         count, channels = self.num_models, self.moving_mean.shape[-1]
         gammas = _unstack(self.gamma, count) if self.scale else [tf.ones([channels])] * count
@@ -136,6 +145,7 @@ class PerModel(keras.layers.Layer):
         super().__init__(**kwargs)
         self.inner = layer
 
+    @_plain_python
     def call(self, inputs, training=None):
         return [self.inner(x, training=training) for x in inputs]
 
@@ -147,14 +157,16 @@ class ToModels(keras.layers.Layer):
         super().__init__(**kwargs)
         self.axis = axis
 
-    def call(self, inputs):
+    @_plain_python
+    def call(self, inputs, training=None):
         return tf.unstack(inputs, axis=self.axis)
 
 
 class ToModelMajor(keras.layers.Layer):
     """[batch, K, ...] -> [K, batch, ...], and back (the transpose is its own inverse)."""
 
-    def call(self, inputs):
+    @_plain_python
+    def call(self, inputs, training=None):
         return tf.transpose(inputs, (1, 0, *range(2, inputs.shape.rank)))
 
 
@@ -165,14 +177,16 @@ class ModelMajorReshape(keras.layers.Layer):
         super().__init__(**kwargs)
         self.target_shape = tuple(target_shape)
 
-    def call(self, inputs):
+    @_plain_python
+    def call(self, inputs, training=None):
         return tf.reshape(inputs, (inputs.shape[0], -1, *self.target_shape))
 
 
 class StackFlat(keras.layers.Layer):
     """The list of K per-model tensors -> [K, batch, features], each flattened in Flatten's order."""
 
-    def call(self, inputs):
+    @_plain_python
+    def call(self, inputs, training=None):
         return tf.stack([tf.reshape(x, (-1, int(np.prod(x.shape[1:])))) for x in inputs])
 
 
@@ -255,6 +269,7 @@ class StackedChain(keras.Model):
         super().__init__(**kwargs)
         self.chain = list(layers)
 
+    @_plain_python
     def call(self, inputs, training=None):
         h = inputs
         for layer in self.chain:
