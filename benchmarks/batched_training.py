@@ -61,12 +61,14 @@ def one_by_one(training, architecture, data, jobs, work_dir):
     return accuracies
 
 
-def batched(module, architecture, data, jobs, work_dir):
+def batched(module, architecture, data, jobs, work_dir, epochs=None):
     from tfprune_mia.training import TrainConfig
 
     results = module.fit_classifiers(architecture, data.input_shape, data.num_classes, jobs,
-                                     TrainConfig(epochs=FLAGS.epochs), work_dir)
+                                     TrainConfig(epochs=epochs or FLAGS.epochs), work_dir)
     runs = [fit.epochs_run for _, fit in results]
+    if epochs:  # a warm-up
+        return []
     # The stack steps every model until the last one stops early: the model-epochs spent after a stop.
     print(f"  epochs run per model {runs}: {1 - sum(runs) / (len(runs) * max(runs)):.0%} of the stack's "
           "model-epochs went to models that had already stopped")
@@ -97,6 +99,7 @@ def main(argv):
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         ways = [("one by one (now)", lambda a, d: one_by_one(training, a, data, jobs, d))]
+        batched_modules = [training_batched]
         if FLAGS.baseline:
             old = load_module_at(FLAGS.baseline, "tfprune_mia/training.py", tmp, "baseline_training")
             ways.append((f"one by one ({FLAGS.baseline})", lambda a, d: one_by_one(old, a, data, jobs, d)))
@@ -105,10 +108,14 @@ def main(argv):
                                          "baseline_training_batched")
             ways.append((f"batched ({FLAGS.batched_baseline})",
                          lambda a, d: batched(old_batched, a, data, jobs, d)))
+            batched_modules.append(old_batched)
         ways.append(("batched (now)", lambda a, d: batched(training_batched, a, data, jobs, d)))
         for architecture in FLAGS.models:
-            # Untimed warm-up: the first Keras model and graph of a process pay one-off library set-up.
+            # Untimed warm-up of every way: the first Keras model and graph of a process, and the first use of
+            # a module's layers and functions, pay one-off library set-up.
             one_by_one(training, architecture, data, jobs[:1], tmp / f"{architecture}-warmup")
+            for index, module in enumerate(batched_modules):
+                batched(module, architecture, data, jobs[:2], tmp / f"{architecture}-warmup-{index}", epochs=1)
             cpu_by_way = {}
             for label, way in ways:
                 work_dir = tmp / f"{architecture}-{len(cpu_by_way)}"
