@@ -1,11 +1,13 @@
 """K small models trained as one stacked model: the same models as one-by-one training, extractable as
 ordinary Keras models, resumable."""
+import json
+
 import numpy as np
 import pytest
 
 from tfprune_mia.backend import keras, set_seed
 from tfprune_mia.data import load_dataset
-from tfprune_mia.errors import ConfigError
+from tfprune_mia.errors import CheckpointError, ConfigError
 from tfprune_mia.models import build_model
 from tfprune_mia.training import TrainConfig, evaluate_accuracy, fit_classifier
 from tfprune_mia.training_batched import ModelJob, StackedModels, build_stacked, fit_classifiers
@@ -41,7 +43,7 @@ def test_stacked_model_computes_each_member_exactly(architecture, input_shape):
 
 def test_batched_training_gives_the_models_of_one_by_one_training(digits, tmp_path):
     # small_cnn has no dropout, so with the same initialisation and batches the models agree up to float
-    # rounding of the grouped convolution; the dev accuracies then agree.
+    # rounding; the dev accuracies then agree.
     jobs = jobs_for(digits, 3)
     config = TrainConfig(epochs=3, batch_size=64)
     batched = fit_classifiers("small_cnn", digits.input_shape, 10, jobs, config, tmp_path / "batched")
@@ -109,3 +111,14 @@ def test_architectures_that_are_not_plain_chains_are_refused():
         build_stacked(keras.Model(inputs, keras.layers.Dense(2)(residual)), 2)
     with pytest.raises(ConfigError, match="at least one job"):
         fit_classifiers("columnfc", (8, 8, 1), 10, [], TrainConfig(), "unused")
+
+
+def test_a_checkpoint_of_another_stacked_layout_is_refused_not_silently_ignored(digits, tmp_path):
+    jobs = jobs_for(digits, 2, train_size=100, dev_size=50)
+    fit_classifiers("columnfc", digits.input_shape, 10, jobs, TrainConfig(epochs=1), tmp_path)
+    (state_path,) = tmp_path.glob("stack-*/state.json")
+    state = json.loads(state_path.read_text())
+    del state["layout"]  # as the grouped-convolution stack wrote it
+    state_path.write_text(json.dumps(state))
+    with pytest.raises(CheckpointError, match="stacked layout 1"):
+        fit_classifiers("columnfc", digits.input_shape, 10, jobs, TrainConfig(epochs=2), tmp_path)

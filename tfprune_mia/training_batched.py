@@ -1,10 +1,9 @@
-"""K small classifiers trained at once as one vectorised Keras model (shadow models, reference models, seeds).
+"""K small classifiers trained at once as one stacked Keras model (shadow models, reference models, seeds).
 
 A small model's training step is mostly per-op dispatch, and every separately trained model pays graph
-tracing and set-up again. Here K copies of one architecture become one model whose every op carries all K:
-a Dense layer is one batched matmul over a [K, in, out] kernel, a Conv2D one grouped convolution (K groups),
-BatchNorm / pooling / ReLU / dropout act per channel or element on the K models' channels side by side, so
-the models never mix. Each model keeps what one-by-one training gives it (fit_classifier's recipe):
+tracing and set-up again. Here K copies of one architecture (tfprune_mia.models.stacked) train in one graph,
+one compiled call per epoch, and never mix. Each model keeps what one-by-one training gives it
+(fit_classifier's recipe):
 
 - its own initialisation (built with `set_seed(seed)` then `build_model`, as one-by-one training does),
 - its own training and dev sets and its own batch order (pass_order(n, seed, epoch)),
@@ -17,9 +16,6 @@ the models never mix. Each model keeps what one-by-one training gives it (fit_cl
 Each trained model comes back as an ordinary Keras model of the original architecture holding its best
 weights, saved and loaded like any other. Models whose training or dev sets differ in size are trained in
 separate stacks (a shared step needs equal batch sizes; BatchNorm statistics forbid padding).
-
-Supported layers: the plain chains of Dense, Conv2D (no dilation), BatchNormalization, ReLU/Activation,
-MaxPooling2D/AveragePooling2D, Dropout, Flatten and Reshape that columnfc, small_cnn and lenet5 are made of.
 """
 from __future__ import annotations
 
@@ -29,17 +25,18 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from absl import logging
 
 from tfprune_mia import fs
 from tfprune_mia import faults
-from tfprune_mia.backend import keras, set_seed, tf
+from tfprune_mia.backend import keras, tf
 from tfprune_mia.errors import CheckpointError, ConfigError, TrainingError
 from tfprune_mia.io import atomic_path, write_json
-from tfprune_mia.models import build_model
+# build_stacked and unsupported_reason lived here before the stacked layers had their own module: callers keep them.
+from tfprune_mia.models.stacked import StackedModels, build_stacked, unsupported_reason  # noqa: F401
 from tfprune_mia.training import FitResult, TrainConfig, pass_order
 
 Arrays = Tuple[np.ndarray, np.ndarray]
@@ -52,235 +49,6 @@ class ModelJob:
     train: Arrays
     dev: Arrays
     seed: int
-
-
-class StackedDense(keras.layers.Layer):
-    """K Dense layers side by side: [batch, K, in] -> [batch, K, units] with a [K, in, units] kernel."""
-
-    def __init__(self, num_models: int, units: int, activation=None, use_bias: bool = True, **kwargs):
-        super().__init__(**kwargs)
-        self.num_models, self.units, self.use_bias = num_models, units, use_bias
-        self.activation = keras.activations.get(activation)
-
-    def build(self, input_shape):
-        self.kernel = self.add_weight("kernel", (self.num_models, int(input_shape[-1]), self.units),
-                                      initializer="zeros")
-        self.bias = self.add_weight("bias", (self.num_models, self.units), initializer="zeros") \
-            if self.use_bias else None
-
-    def call(self, inputs):
-        outputs = tf.einsum("bki,kio->bko", inputs, self.kernel)
-        if self.bias is not None:
-            outputs = outputs + self.bias
-        return self.activation(outputs)
-
-
-class GroupedConv2D(keras.layers.Layer):
-    """K Conv2D layers side by side on [batch, H, W, K*C]: one grouped convolution, kernel [kh, kw, C, K*out].
-
-    tf.nn.conv2d runs grouped convolutions natively on CPU; Keras' Conv2D(groups=K) instead compiles them
-    with XLA, which costs seconds per model build here."""
-
-    def __init__(self, num_models: int, filters: int, kernel_size, strides, padding: str, use_bias: bool,
-                 activation=None, **kwargs):
-        super().__init__(**kwargs)
-        self.num_models, self.filters = num_models, filters
-        self.kernel_size, self.strides = tuple(kernel_size), tuple(strides)
-        self.padding, self.use_bias = padding.upper(), use_bias
-        self.activation = keras.activations.get(activation)
-
-    def build(self, input_shape):
-        channels = int(input_shape[-1]) // self.num_models
-        self.kernel = self.add_weight("kernel", (*self.kernel_size, channels, self.num_models * self.filters),
-                                      initializer="zeros")
-        self.bias = self.add_weight("bias", (self.num_models * self.filters,), initializer="zeros") \
-            if self.use_bias else None
-
-    def call(self, inputs):
-        outputs = tf.nn.conv2d(inputs, self.kernel, self.strides, self.padding)
-        if self.bias is not None:
-            outputs = tf.nn.bias_add(outputs, self.bias)
-        return self.activation(outputs)
-
-
-class ToGrouped(keras.layers.Layer):
-    """[batch, K, H, W, C] -> [batch, H, W, K*C]: the K models' channels side by side, model-major."""
-
-    def call(self, inputs):
-        _, models, height, width, channels = inputs.shape
-        return tf.reshape(tf.transpose(inputs, (0, 2, 3, 1, 4)), (-1, height, width, models * channels))
-
-
-class GroupedFlatten(keras.layers.Layer):
-    """[batch, H, W, K*C] -> [batch, K, H*W*C], each model's features in Flatten's (H, W, C) order."""
-
-    def __init__(self, num_models: int, **kwargs):
-        super().__init__(**kwargs)
-        self.num_models = num_models
-
-    def call(self, inputs):
-        _, height, width, channels = inputs.shape
-        split = tf.reshape(inputs, (-1, height, width, self.num_models, channels // self.num_models))
-        return tf.reshape(tf.transpose(split, (0, 3, 1, 2, 4)), (-1, self.num_models,
-                                                                  height * width * channels // self.num_models))
-
-
-@dataclasses.dataclass
-class _Slot:
-    """How one layer of the original architecture maps onto the stacked model's weights."""
-
-    name: str
-    stacked: keras.layers.Layer
-    # (list of K per-model weight lists) -> stacked weight list, and (stacked weights, k) -> model k's weights
-    stack: Callable[[List[List[np.ndarray]]], List[np.ndarray]]
-    unstack: Callable[[List[np.ndarray], int], List[np.ndarray]]
-
-
-def _stack_along(axis: int, num_models: int):
-    def stack(per_model):
-        return [np.concatenate(parts, axis) for parts in zip(*per_model)]
-
-    def unstack(weights, k):
-        return [np.split(w, num_models, axis=axis)[k] for w in weights]
-
-    return stack, unstack
-
-
-def _new_axis(num_models: int):
-    return (lambda per_model: [np.stack(parts) for parts in zip(*per_model)],
-            lambda weights, k: [w[k] for w in weights])
-
-
-def _chain(template: keras.Model) -> List[keras.layers.Layer]:
-    layers = template.layers
-    for previous, layer in zip(layers, layers[1:]):
-        inbound = [node.inbound_layers for node in layer._inbound_nodes]
-        if len(inbound) != 1 or inbound[0] is not previous:
-            raise ConfigError(f"{template.name}: layer {layer.name} does not follow {previous.name} alone; "
-                              "batched training supports plain layer chains (columnfc, small_cnn, lenet5); "
-                              "train this architecture with fit_classifier")
-    return layers
-
-
-def build_stacked(template: keras.Model, num_models: int) -> Tuple[keras.Model, List[_Slot]]:
-    """A model computing `num_models` copies of the chain `template` at once: input [batch, K, *shape],
-    logits [batch, K, classes]; plus the weight mapping of every layer that has weights."""
-    K = num_models
-    layers = _chain(template)
-    inputs = keras.Input(shape=(K, *template.input_shape[1:]), name="input")
-    h, grouped, slots = inputs, False, []
-
-    def to_grouped(h):
-        return ToGrouped(name=f"to_grouped_{len(slots)}_{h.shape.rank}")(h)
-
-    for layer in layers[1:]:
-        config = layer.get_config()
-        if isinstance(layer, keras.layers.Dense):
-            if grouped:
-                raise ConfigError(f"{layer.name}: Dense on a 4-D tensor is not supported in batched training")
-            stacked = StackedDense(K, layer.units, layer.activation, layer.use_bias, name=layer.name)
-            slots.append(_Slot(layer.name, stacked, *_new_axis(K)))
-        elif isinstance(layer, keras.layers.Conv2D) and type(layer) is keras.layers.Conv2D:
-            if tuple(config["dilation_rate"]) != (1, 1) or config["groups"] != 1:
-                raise ConfigError(f"{layer.name}: dilated or grouped Conv2D is not supported in batched training")
-            if not grouped:
-                h, grouped = to_grouped(h), True
-            if config["data_format"] != "channels_last" or layer.kernel_regularizer or layer.bias_regularizer:
-                raise ConfigError(f"{layer.name}: only channels-last Conv2D without regularisers is supported "
-                                  "in batched training")
-            stacked = GroupedConv2D(K, layer.filters, layer.kernel_size, layer.strides, layer.padding,
-                                    layer.use_bias, layer.activation, name=layer.name)
-            slots.append(_Slot(layer.name, stacked, *_stack_along(-1, K)))
-        elif isinstance(layer, keras.layers.BatchNormalization):
-            if grouped:
-                stacked = keras.layers.BatchNormalization.from_config(config)
-                slots.append(_Slot(layer.name, stacked, *_stack_along(0, K)))
-            else:  # [batch, K, features]: statistics per (model, feature)
-                config["axis"] = [1, 2]
-                stacked = keras.layers.BatchNormalization.from_config(config)
-                slots.append(_Slot(layer.name, stacked, *_new_axis(K)))
-        elif isinstance(layer, (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D)):
-            if not grouped:
-                h, grouped = to_grouped(h), True
-            stacked = type(layer).from_config(config)
-        elif isinstance(layer, (keras.layers.ReLU, keras.layers.Activation)):
-            stacked = type(layer).from_config(config)
-        elif isinstance(layer, keras.layers.Dropout) and type(layer) is keras.layers.Dropout:
-            if config.get("noise_shape") is not None:
-                raise ConfigError(f"{layer.name}: Dropout with a noise_shape is not supported in batched training")
-            stacked = keras.layers.Dropout.from_config(config)
-        elif isinstance(layer, keras.layers.Flatten):
-            if grouped:
-                stacked, grouped = GroupedFlatten(K, name=layer.name), False
-            else:
-                stacked = keras.layers.Reshape((K, -1), name=layer.name)
-        elif isinstance(layer, keras.layers.Reshape):
-            if grouped:
-                raise ConfigError(f"{layer.name}: Reshape after a convolution is not supported in batched training")
-            stacked = keras.layers.Reshape((K, *layer.target_shape), name=layer.name)
-        else:
-            raise ConfigError(f"{template.name}: layer {layer.name} ({type(layer).__name__}) is not supported in "
-                              "batched training; train this architecture with fit_classifier")
-        if layer.weights and not any(slot.name == layer.name for slot in slots):
-            raise ConfigError(f"{layer.name}: a {type(layer).__name__} with weights is not supported in batched "
-                              "training")
-        h = stacked(h)
-    if grouped:
-        raise ConfigError(f"{template.name}: the logits must come from a Dense layer for batched training")
-    return keras.Model(inputs, h, name=f"stacked_{template.name}"), slots
-
-
-def unsupported_reason(architecture: str, input_shape, num_classes: int) -> Optional[str]:
-    """Why `architecture` cannot be trained stacked (None: it can), found by building it once."""
-    try:
-        build_stacked(build_model(architecture, tuple(input_shape), int(num_classes)), 1)
-    except ConfigError as err:
-        return str(err)
-    return None
-
-
-class StackedModels:
-    """K models of one architecture as one stacked model, with the weight mapping both ways."""
-
-    def __init__(self, architecture: str, input_shape, num_classes: int, seeds: Sequence[int]):
-        self.architecture, self.input_shape, self.num_classes = architecture, tuple(input_shape), int(num_classes)
-        self.num_models = len(seeds)
-        members = []
-        for seed in seeds:  # the initialisation one-by-one training gives each model
-            set_seed(int(seed))
-            members.append(build_model(architecture, self.input_shape, self.num_classes))
-        # Kept to hand the trained weights back in: building a Keras model costs more than a small model's epoch.
-        self.members = members
-        self.template = members[0]
-        self.model, self.slots = build_stacked(self.template, self.num_models)
-        self._layer_index = {slot.name: slot for slot in self.slots}
-        self.set_members([self._member_weights(m) for m in members])
-
-    @staticmethod
-    def _member_weights(net: keras.Model) -> Dict[str, List[np.ndarray]]:
-        return {layer.name: layer.get_weights() for layer in net.layers if layer.weights}
-
-    def set_members(self, members: Sequence[Dict[str, List[np.ndarray]]]) -> None:
-        for slot in self.slots:
-            slot.stacked.set_weights(slot.stack([member[slot.name] for member in members]))
-
-    def stacked_weights(self) -> Dict[str, List[np.ndarray]]:
-        return {slot.name: slot.stacked.get_weights() for slot in self.slots}
-
-    def member_weights(self, k: int, stacked: Optional[Dict[str, List[np.ndarray]]] = None
-                       ) -> Dict[str, List[np.ndarray]]:
-        """Model k's weights, layer name -> the layer's weight list in the original architecture (taken from
-        `stacked`, a stacked_weights() read, when given: one read serves several models)."""
-        stacked = stacked or self.stacked_weights()
-        return {slot.name: slot.unstack(stacked[slot.name], k) for slot in self.slots}
-
-    def extract(self, k: int, weights: Optional[Dict[str, List[np.ndarray]]] = None) -> keras.Model:
-        """Model k with its current weights (or `weights`) as an ordinary Keras model of the original
-        architecture: the model k was initialised from, so each call returns the same object."""
-        net = self.members[k]
-        for name, values in (weights or self.member_weights(k)).items():
-            net.get_layer(name).set_weights(values)
-        return net
 
 
 class _StackedEpochs:
@@ -358,6 +126,11 @@ class _StackCheckpoint:
     best weights (state.json + best_weights.npz), written after the first epoch, every `every_s` seconds and
     after the last epoch, in that order, so state.json always names a complete checkpoint."""
 
+    # The stacked model's variable layout. A TF checkpoint of another layout would restore nothing (its names
+    # differ) and expect_partial() would hide that, so state.json records it and resume checks it.
+    # 2: per-model weights on a new leading axis (before: grouped convolution kernels).
+    LAYOUT = 2
+
     def __init__(self, directory: Path, model: keras.Model, optimizer, every_s: float):
         self.directory = fs.path(directory)
         self.every_s = float(every_s)
@@ -381,7 +154,7 @@ class _StackCheckpoint:
         with atomic_path(best_file) as tmp:
             with open(tmp, "wb") as handle:
                 np.savez(handle, **arrays)
-        write_json(self.state_path, {**state, "epoch": epoch, "best_file": best_file.name,
+        write_json(self.state_path, {**state, "layout": self.LAYOUT, "epoch": epoch, "best_file": best_file.name,
                                      "checkpoint": os.path.relpath(path, str(self.directory))})
         for old in self.directory.glob("best_weights-*.npz"):
             if old.name != best_file.name:
@@ -394,6 +167,9 @@ class _StackCheckpoint:
             return None
         try:
             state = json.loads(self.state_path.read_text())
+            if state.get("layout") != self.LAYOUT:
+                raise ValueError(f"written by a version with stacked layout {state.get('layout', 1)}, "
+                                 f"this one has {self.LAYOUT}")
             self.manager.checkpoint.restore(str(self.directory / state["checkpoint"])).expect_partial()
             best: List[Optional[Dict[str, List[np.ndarray]]]] = [None] * num_models
             with fs.local_copy(self.directory / state["best_file"]) as best_file, \
