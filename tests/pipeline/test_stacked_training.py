@@ -111,7 +111,8 @@ def test_finished_stacked_models_are_reused_and_a_lost_one_alone_retrained(both_
 def test_an_unsupported_architecture_falls_back_to_one_by_one(tmp_path, caplog):
     config = config_for(tmp_path, "auto", model="mobilenet_v2", num_shadows=1, attacks=("conf",))
     stages = Stages(config)
-    with caplog.at_level("INFO"):
+    # The absl logger's own level too: a binary run earlier in this process (--verbosity=-1) leaves it at WARNING.
+    with caplog.at_level("INFO", logger="absl"):
         assert not stages.stacked_original(stages.shadow_roles()[0])
     assert "stacked training off for this run" in caplog.text
     assert stages.store(stages.spec(stages.shadow_roles()[0], ORIGINAL)).directory.parent.name == \
