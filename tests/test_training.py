@@ -7,7 +7,7 @@ from tfprune_mia.backend import set_seed, tf
 from tfprune_mia.data import load_dataset
 from tfprune_mia.errors import ConfigError, TrainingError
 from tfprune_mia.models import build_model
-from tfprune_mia.training import TrainConfig, evaluate_accuracy, fit_classifier
+from tfprune_mia.training import TrainConfig, evaluate_accuracy, fit_classifier, runs_between_steps
 
 
 @pytest.fixture(scope="module")
@@ -99,10 +99,15 @@ def test_bad_train_config_is_refused(field, value):
 
 
 def test_compiled_epochs_train_exactly_as_keras_fit_on_the_same_batches(digits, tmp_path):
-    # A callback forces the per-step Keras fit path; without one the epoch runs as one compiled call.
-    # Both must see the same batches (pass_order) and take the same steps.
+    # A callback with a per-batch hook forces the per-step Keras fit path; without one the epoch runs as one
+    # compiled call. Both must see the same batches (pass_order) and take the same steps.
+    class BatchHook(tf.keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            pass
+
+    assert runs_between_steps(BatchHook()) and not runs_between_steps(tf.keras.callbacks.Callback())
     nets = []
-    for path, callbacks in (("compiled", ()), ("keras", (tf.keras.callbacks.Callback(),))):
+    for path, callbacks in (("compiled", ()), ("keras", (BatchHook(),))):
         set_seed(7)
         net = build_model("columnfc", (8, 8, 1), 10)
         fit = fit_classifier(net, *digits, TrainConfig(epochs=3, batch_size=64, patience=10), tmp_path / path,
