@@ -142,3 +142,13 @@ def test_checkpoints_by_time_and_resume_ends_as_an_uninterrupted_run(digits, tmp
     assert fit.epochs_run == 2 and fit.epochs_completed == 4
     for a, b in zip(resumed.get_weights(), uninterrupted.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_evaluate_accuracy_equals_keras_predict(digits):
+    set_seed(2)
+    net = build_model("small_cnn", (8, 8, 1), 10)
+    (x, y), (dev_x, dev_y) = digits
+    for batch_size in (1024, 256, 7):  # one partial batch; several with a partial last one
+        expected = float(np.mean(np.argmax(net.predict(x, batch_size=batch_size, verbose=0), axis=1) == y))
+        assert evaluate_accuracy(net, x, y, batch_size=batch_size) == expected
+    assert evaluate_accuracy(net, dev_x, dev_y) == float(np.mean(np.argmax(net.predict(dev_x, verbose=0), 1) == dev_y))
