@@ -270,7 +270,9 @@ def _signal_function(net: keras.Model, batch_shape, m: int, eps: float, with_sen
 
     noise_rows = m * batch_size if with_sensitivity else 0
 
-    @tf.function(input_signature=[spec, tf.TensorSpec((noise_rows,) + tuple(batch_shape[1:]), tf.float32)])
+    # No autograph: nothing here branches on tensors (and a converted function re-reads its source file).
+    @tf.function(input_signature=[spec, tf.TensorSpec((noise_rows,) + tuple(batch_shape[1:]), tf.float32)],
+                 autograph=False)
     def batch_signals(batch, noise):
         logits = forward(batch)
         probs = tf.nn.softmax(logits)
@@ -286,12 +288,14 @@ def _signal_function(net: keras.Model, batch_shape, m: int, eps: float, with_sen
         if copies == m:  # one pass: no loop to trace and run (tiny inputs such as 8x8 digits)
             perturbed = tf.reshape(tf.nn.softmax(forward(tiled + eps * noise)), [m, batch_size, -1])
         else:
-            chunks = tf.TensorArray(tf.float32, size=m // copies)
-            for i in tf.range(m // copies):
-                tf.autograph.experimental.set_loop_options(parallel_iterations=1)  # one chunk alive at a time
+            def one_pass(i):
                 chunk = tf.nn.softmax(forward(tiled + eps * noise[i * rows:(i + 1) * rows]))
-                chunks = chunks.write(i, tf.reshape(chunk, [copies, batch_size, -1]))
-            perturbed = tf.reshape(chunks.stack(), [m, batch_size, -1])
+                return tf.reshape(chunk, [copies, batch_size, -1])
+
+            # parallel_iterations=1: one pass's activations alive at a time.
+            chunks = tf.map_fn(one_pass, tf.range(m // copies), fn_output_signature=tf.float32,
+                               parallel_iterations=1)
+            perturbed = tf.reshape(chunks, [m, batch_size, -1])
         sensitivity = tf.reduce_mean(tf.abs(perturbed - probs[None]), axis=0) / eps
         return logits, probs, sensitivity
 
