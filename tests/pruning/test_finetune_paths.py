@@ -56,3 +56,30 @@ def test_compiled_fine_tuning_ends_as_the_per_step_fit(digits, tmp_path, monkeyp
     np.testing.assert_allclose(per_step.fit.history["loss"], compiled.fit.history["loss"], rtol=1e-5)
     if pruner_class is L1Unstructured:
         assert list((tmp_path / "compiled" / "tensorboard" / "metrics").glob("events.out.tfevents*"))
+
+
+def test_compiled_fine_tuning_resumed_after_a_crash_ends_as_an_uninterrupted_run(digits, tmp_path, monkeypatch):
+    # Gradual (polynomial) pruning: the resumed run must continue the schedule at the checkpointed pruning step.
+    from tfprune_mia import faults
+
+    config = PruneConfig("l1_unstructured", 0.6, L1UnstructuredOptions(schedule="polynomial"))
+    set_seed(4)
+    weights = tiny_cnn().get_weights()
+
+    def run(directory):
+        net = tiny_cnn()
+        net.set_weights(weights)
+        return prune_and_finetune_detailed(net, config, *digits, FINETUNE, directory, seed=4)
+
+    whole = run(tmp_path / "whole")
+    monkeypatch.setenv(faults.ENV, "train.epoch:1:enospc")  # fails right after the first epoch's checkpoint
+    faults.reset()
+    with pytest.raises(OSError):
+        run(tmp_path / "parts")
+    monkeypatch.delenv(faults.ENV)
+    faults.reset()
+    resumed = run(tmp_path / "parts")
+    assert resumed.fit.epochs_run == FINETUNE.epochs - 1 and resumed.fit.epochs_completed == FINETUNE.epochs
+    for a, b in zip(whole.model.get_weights(), resumed.model.get_weights()):
+        np.testing.assert_array_equal(a == 0, b == 0)
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
