@@ -7,7 +7,7 @@ from tfprune_mia.backend import set_seed, tf
 from tfprune_mia.data import load_dataset
 from tfprune_mia.errors import ConfigError, TrainingError
 from tfprune_mia.models import build_model
-from tfprune_mia.training import TrainConfig, evaluate_accuracy, fit_classifier
+from tfprune_mia.training import TrainConfig, evaluate_accuracy, fit_classifier, runs_between_steps
 
 
 @pytest.fixture(scope="module")
@@ -99,10 +99,15 @@ def test_bad_train_config_is_refused(field, value):
 
 
 def test_compiled_epochs_train_exactly_as_keras_fit_on_the_same_batches(digits, tmp_path):
-    # A callback forces the per-step Keras fit path; without one the epoch runs as one compiled call.
-    # Both must see the same batches (pass_order) and take the same steps.
+    # A callback with a per-batch hook forces the per-step Keras fit path; without one the epoch runs as one
+    # compiled call. Both must see the same batches (pass_order) and take the same steps.
+    class BatchHook(tf.keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            pass
+
+    assert runs_between_steps(BatchHook()) and not runs_between_steps(tf.keras.callbacks.Callback())
     nets = []
-    for path, callbacks in (("compiled", ()), ("keras", (tf.keras.callbacks.Callback(),))):
+    for path, callbacks in (("compiled", ()), ("keras", (BatchHook(),))):
         set_seed(7)
         net = build_model("columnfc", (8, 8, 1), 10)
         fit = fit_classifier(net, *digits, TrainConfig(epochs=3, batch_size=64, patience=10), tmp_path / path,
@@ -137,3 +142,13 @@ def test_checkpoints_by_time_and_resume_ends_as_an_uninterrupted_run(digits, tmp
     assert fit.epochs_run == 2 and fit.epochs_completed == 4
     for a, b in zip(resumed.get_weights(), uninterrupted.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_evaluate_accuracy_equals_keras_predict(digits):
+    set_seed(2)
+    net = build_model("small_cnn", (8, 8, 1), 10)
+    (x, y), (dev_x, dev_y) = digits
+    for batch_size in (1024, 256, 7):  # one partial batch; several with a partial last one
+        expected = float(np.mean(np.argmax(net.predict(x, batch_size=batch_size, verbose=0), axis=1) == y))
+        assert evaluate_accuracy(net, x, y, batch_size=batch_size) == expected
+    assert evaluate_accuracy(net, dev_x, dev_y) == float(np.mean(np.argmax(net.predict(dev_x, verbose=0), 1) == dev_y))

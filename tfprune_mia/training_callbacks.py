@@ -81,16 +81,21 @@ class EpochSummaries(keras.callbacks.Callback):
                                                  flush_secs=self.flush_s)
         return self._writers[run]
 
-    def on_epoch_end(self, epoch, logs=None):
+    def write(self, run: str, step: int, scalars: dict) -> None:
+        """Queue one event of `scalars` ({tag: value}) at `step` to the run's event file."""
         from tensorboard.compat.proto import event_pb2, summary_pb2
 
+        values = [summary_pb2.Summary.Value(tag=tag, simple_value=float(value)) for tag, value in scalars.items()]
+        self._writer(run).add_event(event_pb2.Event(wall_time=time.time(), step=int(step),
+                                                    summary=summary_pb2.Summary(value=values)))
+
+    def on_epoch_end(self, epoch, logs=None):
         runs = {}
         for name, value in (logs or {}).items():
             run, tag = ("validation", name[4:]) if name.startswith("val_") else ("train", name)
-            runs.setdefault(run, []).append(summary_pb2.Summary.Value(tag=f"epoch_{tag}", simple_value=float(value)))
-        for run, values in runs.items():
-            self._writer(run).add_event(event_pb2.Event(wall_time=time.time(), step=epoch,
-                                                        summary=summary_pb2.Summary(value=values)))
+            runs.setdefault(run, {})[f"epoch_{tag}"] = value
+        for run, scalars in runs.items():
+            self.write(run, epoch, scalars)
 
     def on_train_end(self, logs=None):
         for writer in self._writers.values():

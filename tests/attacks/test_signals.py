@@ -78,3 +78,32 @@ def test_signals_are_computed_in_float32_with_tf32_off_whatever_the_process_set(
     expected = compute_signals(reference, x, y, SignalConfig(num_perturbations=3))
     np.testing.assert_allclose(signals.logits, expected.logits, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(signals.sensitivity, expected.sensitivity, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("pass_input_values,copies", [(2**18, 4), (2048, 2), (1, 1)])
+def test_sensitivity_equals_one_tiled_forward_pass_of_all_perturbed_copies(monkeypatch, pass_input_values, copies):
+    # The perturbed copies go through the model a few at a time (less memory); the values must be those of the
+    # definition computed as one [m * batch] forward pass, as earlier versions did (cached signals stay valid).
+    from tfprune_mia.attacks import signals as signals_module
+    from tfprune_mia.models import build_model
+
+    monkeypatch.setattr(signals_module, "PASS_INPUT_VALUES", pass_input_values)
+    assert signals_module.copies_per_pass(4, (16, 8, 8, 1)) == copies
+    keras.utils.set_random_seed(1)
+    net = build_model("small_cnn", (8, 8, 1), 10)
+    x = np.random.default_rng(1).uniform(size=(37, 8, 8, 1)).astype(np.float32)
+    y = np.arange(37) % 10
+    config = SignalConfig(num_perturbations=4, epsilon=1e-3, noise_seed=5, batch_size=16)
+    signals = compute_signals(net, x, y, config)
+    expected = []
+    for index, start in enumerate(range(0, 37, 16)):
+        batch = np.zeros((16, 8, 8, 1), np.float32)
+        batch[:len(x[start:start + 16])] = x[start:start + 16]
+        tiled = tf.tile(batch, [4, 1, 1, 1])
+        noise = tf.random.stateless_normal(tf.shape(tiled), seed=tf.constant([5, index], tf.int64))
+        probs = tf.nn.softmax(net(batch, training=False))
+        perturbed = tf.reshape(tf.nn.softmax(net(tiled + 1e-3 * noise, training=False)), [4, 16, -1])
+        expected.append((tf.reduce_mean(tf.abs(perturbed - probs[None]), axis=0) / 1e-3).numpy())
+    expected = np.concatenate(expected)[:37]
+    assert np.all(expected > 0)
+    np.testing.assert_allclose(signals.sensitivity, expected, rtol=1e-6, atol=1e-6)

@@ -20,6 +20,7 @@ from tfprune_mia.options import Options, option
 from tfprune_mia.pruning.base import PRUNERS, Pruner, parse_m_by_n
 from tfprune_mia.pruning.masks import MaskedPruner, magnitude_threshold_mask, make_pairs, prunable_kernels
 from tfprune_mia.training import MaskPairs
+from tfprune_mia.training_callbacks import EpochSummaries
 
 sparsity_api = tfmot.sparsity.keras
 # The wrapper class is not re-exported by the public API; isinstance checks need it.
@@ -100,12 +101,30 @@ class L1Unstructured(Pruner):
         return [(weight, mask) for layer in wrapped_layers(net) for weight, mask, _ in layer.pruning_vars]
 
     def callbacks(self, log_dir: Path):
-        return [sparsity_api.UpdatePruningStep(), sparsity_api.PruningSummaries(log_dir=str(log_dir))]
+        return [sparsity_api.UpdatePruningStep(), PruningSummaries(log_dir)]
 
     def finalize(self, net):
         for weight, mask in self.mask_pairs(net):
             weight.assign(weight * mask)
         return sparsity_api.strip_pruning(net)
+
+
+class PruningSummaries(EpochSummaries):
+    """The scalars of tfmot's PruningSummaries -- each mask's sparsity and threshold when an epoch begins, at the
+    optimiser's step, in the run `metrics` -- queued as events like EpochSummaries'. tfmot's callback is a Keras
+    TensorBoard: its per-batch hooks kept fine-tuning on the per-step Keras fit instead of the whole-epoch
+    compiled loop, and it wrote the epoch scalars and graph that fit_classifier's own EpochSummaries writes."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        scalars = {}
+        for layer in wrapped_layers(self.model.net):
+            for _, mask, threshold in layer.pruning_vars:
+                scalars[f"{mask.name.split(':')[0]}/sparsity"] = 1.0 - float(np.mean(mask.numpy()))
+                scalars[f"{threshold.name.split(':')[0]}/threshold"] = float(threshold.numpy())
+        self.write("metrics", int(self.model.optimizer.iterations.numpy()), scalars)
+
+    def on_epoch_end(self, epoch, logs=None):
+        pass  # the epoch's own scalars: fit_classifier's EpochSummaries writes them
 
 
 class GlobalMagnitude(MaskedPruner):
