@@ -78,3 +78,27 @@ def test_signals_are_computed_in_float32_with_tf32_off_whatever_the_process_set(
     expected = compute_signals(reference, x, y, SignalConfig(num_perturbations=3))
     np.testing.assert_allclose(signals.logits, expected.logits, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(signals.sensitivity, expected.sensitivity, rtol=1e-5, atol=1e-5)
+
+
+def test_sensitivity_copy_by_copy_equals_one_pass_over_all_perturbed_copies():
+    """The m noisy copies go through the model one at a time (memory); the noise and every value stay those of
+    one forward pass over the whole m * batch tensor, the way the signals were first computed."""
+    keras.utils.set_random_seed(1)
+    net = keras.Sequential([keras.Input((6, 6, 1)), keras.layers.Conv2D(4, 3, activation="relu"),
+                            keras.layers.BatchNormalization(), keras.layers.Flatten(), keras.layers.Dense(3)])
+    x = np.random.default_rng(1).normal(size=(12, 6, 6, 1)).astype(np.float32)
+    y = np.arange(12) % 3
+    config = SignalConfig(num_perturbations=3, epsilon=1e-2, noise_seed=5, batch_size=5)
+    signals = compute_signals(net, x, y, config)
+    expected = []
+    for index, start in enumerate(range(0, len(x), config.batch_size)):
+        batch = x[start:start + config.batch_size]
+        padded = np.concatenate([batch, np.zeros((config.batch_size - len(batch),) + x.shape[1:], np.float32)])
+        tiled = tf.tile(padded, [config.num_perturbations, 1, 1, 1])
+        noise = tf.random.stateless_normal(tf.shape(tiled), seed=tf.constant([5, index], tf.int64))
+        probs = tf.nn.softmax(net(padded, training=False))
+        perturbed = tf.reshape(tf.nn.softmax(net(tiled + config.epsilon * noise, training=False)),
+                               [config.num_perturbations, config.batch_size, -1])
+        sensitivity = tf.reduce_mean(tf.abs(perturbed - probs[None]), axis=0) / config.epsilon
+        expected.append(sensitivity.numpy()[:len(batch)])
+    np.testing.assert_allclose(signals.sensitivity, np.concatenate(expected), rtol=1e-5, atol=1e-6)
