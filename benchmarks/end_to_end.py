@@ -14,7 +14,9 @@ Settings (issue 15; docs/performance.md has the figures):
 Each way runs in a fresh process (so no way inherits another's traced graphs or peak memory) with one
 intra-op and one inter-op thread, on an empty temporary run root. Stage times are exclusive (a pruning stage
 that first trains its original counts that training under `train originals`). CPU-s are process CPU time
-(all threads) plus waited-for children; peak RSS is the process's maximum resident set.
+(all threads) plus waited-for children; peak RSS is the process's maximum resident set. Memory per stage: `+peak`
+is how much the process's peak RSS (ru_maxrss) rose while the stage ran (exclusive, like the times), `RSS after`
+the resident set (VmRSS) when its last call returned: the stage with the largest `+peak` is the one to cut.
 
 `--baseline=COMMIT` runs the same configuration once more with the `train_prune` binary of COMMIT (exported
 from git into a temporary directory, the installed stack, one thread each way) for the "before" figures; the
@@ -51,8 +53,25 @@ def experiment_config(setting: str, run_root: str, stacked: str):
                             attacks=("samia", "nn", "nn_cls", "nn_top3", "conf", "entropy", "mentr"), **common)
 
 
+def current_rss_mib() -> float:
+    """The resident set now (VmRSS; Linux), unlike ru_maxrss which only ever grows."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return float("nan")
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+
+
 class StageClock:
-    """Exclusive wall and CPU time per stage: a stage entered inside another is subtracted from the outer."""
+    """Exclusive wall time, CPU time and peak-RSS rise per stage: a stage entered inside another is subtracted
+    from the outer. Entry: [wall, cpu, calls, peak rise MiB, RSS after MiB, peak after MiB]."""
 
     def __init__(self):
         self.totals = {}
@@ -60,20 +79,26 @@ class StageClock:
 
     def wrap(self, stage: str, function):
         def timed(*args, **kwargs):
-            frame = [time.perf_counter(), time.process_time(), 0.0, 0.0]  # start wall, start cpu, child wall, cpu
+            # start wall, start cpu, start peak, then the nested stages' wall, cpu and peak rise
+            frame = [time.perf_counter(), time.process_time(), peak_rss_mib(), 0.0, 0.0, 0.0]
             self._stack.append(frame)
             try:
                 return function(*args, **kwargs)
             finally:
                 self._stack.pop()
                 wall, cpu = time.perf_counter() - frame[0], time.process_time() - frame[1]
-                entry = self.totals.setdefault(stage, [0.0, 0.0, 0])
-                entry[0] += wall - frame[2]
-                entry[1] += cpu - frame[3]
+                peak = peak_rss_mib()
+                rise = peak - frame[2]
+                entry = self.totals.setdefault(stage, [0.0, 0.0, 0, 0.0, 0.0, 0.0])
+                entry[0] += wall - frame[3]
+                entry[1] += cpu - frame[4]
                 entry[2] += 1
+                entry[3] += rise - frame[5]
+                entry[4], entry[5] = current_rss_mib(), peak
                 if self._stack:
-                    self._stack[-1][2] += wall
-                    self._stack[-1][3] += cpu
+                    self._stack[-1][3] += wall
+                    self._stack[-1][4] += cpu
+                    self._stack[-1][5] += rise
         return timed
 
 
@@ -120,6 +145,7 @@ def child(setting: str, stacked: str, out: str) -> None:
     from tfprune_mia import run_experiment
 
     import_wall, import_cpu = time.perf_counter() - started_wall, time.process_time() - started_cpu
+    import_rss, import_peak = current_rss_mib(), peak_rss_mib()
     clock = StageClock()
     instrument(clock)
     with tempfile.TemporaryDirectory() as run_root:
@@ -129,10 +155,11 @@ def child(setting: str, stacked: str, out: str) -> None:
         attacker = [meta["test_accuracy"] for meta in metas if meta["kind"] == "original" and meta["role"] != "victim"]
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     figures = {
-        "stages": {"import TensorFlow + package": [import_wall, import_cpu, 1], **clock.totals},
+        "stages": {"import TensorFlow + package": [import_wall, import_cpu, 1, import_peak, import_rss, import_peak],
+                   **clock.totals},
         "wall": time.perf_counter() - started_wall,
         "cpu": time.process_time() - started_cpu + children.ru_utime + children.ru_stime,
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        "peak_rss_mib": peak_rss_mib(),
         "auc": {setting_name: {name: round(attack.metrics["auc"], 3) for name, attack in audit.ran.items()}
                 for setting_name, audit in result.settings.items()},
         "attacker_test_accuracy": attacker,
@@ -196,15 +223,15 @@ def run_baseline(commit: str, setting: str, env: dict) -> dict:
 def report(setting: str, stacked: str, figures: dict) -> None:
     goal_cpu, goal_rss = GOALS[setting]
     print(f"\n== {setting}, stacked_training={stacked} ==")
-    print(f"{'stage':34s} {'calls':>5s} {'wall s':>8s} {'CPU-s':>8s} {'CPU share':>9s}")
+    print(f"{'stage':34s} {'calls':>5s} {'wall s':>8s} {'CPU-s':>8s} {'CPU share':>9s} {'+peak MiB':>9s} "
+          f"{'RSS after':>9s} {'peak after':>10s}")
     stages = dict(figures["stages"])
-    run_wall, run_cpu, _ = stages.pop("run_experiment")
+    run = stages.pop("run_experiment")
     rows = sorted(stages.items(), key=lambda item: -item[1][1])
-    for name, (wall, cpu, calls) in rows:
-        print(f"{name:34s} {calls:5d} {wall:8.1f} {cpu:8.1f} {100 * cpu / figures['cpu']:8.1f}%")
-    # run_experiment's own exclusive time: what no instrumented stage covers (model loads, caches, results JSON).
-    print(f"{'other (run_experiment itself)':34s} {1:5d} {run_wall:8.1f} {run_cpu:8.1f} "
-          f"{100 * run_cpu / figures['cpu']:8.1f}%")
+    # run_experiment's own exclusive share: what no instrumented stage covers (model loads, caches, results JSON).
+    for name, (wall, cpu, calls, rise, rss, peak) in rows + [("other (run_experiment itself)", run)]:
+        print(f"{name:34s} {calls:5d} {wall:8.1f} {cpu:8.1f} {100 * cpu / figures['cpu']:8.1f}% {rise:9.0f} "
+              f"{rss:9.0f} {peak:10.0f}")
     print(f"total: {figures['wall']:.1f} s wall, {figures['cpu']:.1f} CPU-s (process + children; goal <= "
           f"{goal_cpu:g}: {'met' if figures['cpu'] <= goal_cpu else 'NOT met'}), peak RSS "
           f"{figures['peak_rss_mib']:.0f} MiB" + (f" (goal <= {goal_rss:g}: "

@@ -1,5 +1,7 @@
 """DP-SGD accounting: the demo's RDP and PLD figures, composition, calibration and the default delta."""
 import math
+import subprocess
+import sys
 
 import pytest
 
@@ -72,3 +74,14 @@ def test_default_delta_is_well_below_one_over_n():
 def test_bad_inputs_name_the_problem(call, message):
     with pytest.raises(ConfigError, match=message):
         call()
+
+
+@pytest.mark.slow  # a fresh interpreter importing TensorFlow: ~4 CPU-s
+def test_dp_accounting_is_imported_only_when_an_accountant_is_made():
+    """Every run imports the defenses registry; only DP runs account, so they alone pay dp_accounting's import."""
+    code = ("import sys; from tfprune_mia.pipeline import experiment; from tfprune_mia.defenses import accounting; "
+            "before = 'dp_accounting' in sys.modules; names = sorted(accounting.ACCOUNTANTS); "
+            "accounting.dp_sgd_epsilon(1.0, 0.01, 10, 1e-5, 'pld'); "
+            "print(before, names, 'dp_accounting' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split("\n")[-2] == "False ['pld', 'rdp'] True"

@@ -111,7 +111,9 @@ def bootstrap_intervals(scores: np.ndarray, is_member: np.ndarray, decision_thre
     if num_resamples < 1:
         return {}
     members, non_members = np.flatnonzero(is_member), np.flatnonzero(~is_member)
-    chunk = chunk or max(1, min(num_resamples, 4_000_000 // max(len(scores), 1)))
+    # ~10 float64 temporaries of chunk * n each: 500,000 elements keeps them ~40 MB, where 4,000,000 added ~110 MB
+    # to a Fashion-MNIST run's peak memory at no measurable speed gain.
+    chunk = chunk or max(1, min(num_resamples, 500_000 // max(len(scores), 1)))
     values = {name: [] for name in METRIC_NAMES}
     labels = np.concatenate([np.ones(len(members), bool), np.zeros(len(non_members), bool)])
     for start in range(0, num_resamples, chunk):
