@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from pathlib import Path
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -180,24 +180,10 @@ def compute_signals(net: keras.Model, x: np.ndarray, y: np.ndarray, config: Sign
     return Signals(posteriors, sensitivities, np.asarray(y, np.int64), logits)
 
 
-# The perturbation noise of the first batches, kept for the process: batch i of every model's signal sets (train,
-# test, every role and setting) uses the same draw, whose cost is a tenth of a small CNN's sensitivity batch.
-# Entries are added until the budget is full, never evicted: signal sets are read in order from batch 0, so the
-# first batches are the ones every set reuses (an evicting cache would drop them while one set runs through).
-NOISE_CACHE_BYTES = 96 * 2**20
-_noise_cache: Dict[Tuple, tf.Tensor] = {}
-
-
 def perturbation_noise(shape: Tuple[int, ...], noise_seed: int, index: int) -> tf.Tensor:
-    """The standard normal draw of batch `index`: a function of (shape, noise_seed, index) alone."""
-    key = (tuple(int(d) for d in shape), int(noise_seed), int(index))
-    noise = _noise_cache.get(key)
-    if noise is None:
-        noise = tf.random.stateless_normal(key[0], seed=tf.constant([noise_seed, index], tf.int64))
-        cached_bytes = sum(4 * value.shape.num_elements() for value in _noise_cache.values())
-        if cached_bytes + 4 * noise.shape.num_elements() <= NOISE_CACHE_BYTES:
-            _noise_cache[key] = noise
-    return noise
+    """The standard normal draw of batch `index`: a function of (shape, noise_seed, index) alone, so batch i of
+    every signal set (every model, subset and process) is perturbed the same way."""
+    return tf.random.stateless_normal(tuple(int(d) for d in shape), seed=tf.constant([noise_seed, index], tf.int64))
 
 
 @contextlib.contextmanager
