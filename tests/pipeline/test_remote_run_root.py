@@ -13,7 +13,7 @@ from tfprune_mia.audit.report_writer import shown_path
 from tfprune_mia.audit.study_report import load_results
 from tfprune_mia.backend import tf
 from tfprune_mia.locking import Lease
-from tfprune_mia.pipeline import experiment, stages
+from tfprune_mia.pipeline import experiment, signal_stages, stages
 from tfprune_mia.pipeline.config import ExperimentConfig
 from tfprune_mia.pipeline.experiment import rerun_attacks, result_path, run_experiment
 from tfprune_mia.pipeline.study import StudyGrid, run_study, study_configs
@@ -44,7 +44,7 @@ def forbid_computing(monkeypatch):
 
     for name in ("_train_original", "_prune"):
         monkeypatch.setattr(stages.Stages, name, refuse)
-    monkeypatch.setattr(stages, "compute_signals", refuse)
+    monkeypatch.setattr(signal_stages, "compute_signals", refuse)
     monkeypatch.setattr(experiment, "audit", refuse)
 
 
