@@ -179,7 +179,7 @@ def binary_flags(setting: str, run_root: str) -> list:
             f"--attacks={','.join(config.attacks)}", f"--attack_epochs={config.attack_epochs}",
             f"--bootstrap_resamples={config.bootstrap_resamples}", f"--max_samples={config.max_samples}",
             f"--num_perturbations={config.signals.num_perturbations}",
-            f"--perturbation_epsilon={config.signals.perturbation_epsilon}"]
+            f"--perturbation_epsilon={config.signals.epsilon}"]
 
 
 def baseline_child(source: str, flags_json: str, out: str) -> None:
