@@ -38,7 +38,8 @@ def keras_fit_path(model, features, is_member, context):
     dropout generator and (with samia.keras_reference_layers) Keras' own layers in SAMIA's encoder."""
     from tfprune_mia.attacks.neural import MOMENTUM, WEIGHT_DECAY, TorchSGD, step_schedule
     from tfprune_mia.backend import tf
-    from tfprune_mia.training import TrainingModel, make_dataset
+    from tfprune_mia.batch_order import make_dataset
+    from tfprune_mia.training import TrainingModel
 
     class UnfusedTorchSGD(TorchSGD):
         def update_step(self, gradient, variable):

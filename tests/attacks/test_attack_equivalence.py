@@ -13,7 +13,8 @@ from tfprune_mia.attacks.neural import (MOMENTUM, WEIGHT_DECAY, TorchSGD, member
                                         train_attack_model)
 from tfprune_mia.attacks.samia import keras_reference_layers
 from tfprune_mia.backend import set_seed
-from tfprune_mia.training import TrainingModel, make_dataset
+from tfprune_mia.batch_order import make_dataset
+from tfprune_mia.training import TrainingModel
 
 CLASSES = 4
 

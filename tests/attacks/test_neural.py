@@ -7,7 +7,7 @@ from tfprune_mia.attacks import AttackContext
 from tfprune_mia.attacks.neural import LEARNING_RATE, MOMENTUM, WEIGHT_DECAY, build_miafc, train_attack_model
 from tfprune_mia.attacks.samia import build_samia
 from tfprune_mia.backend import keras, set_seed, tf
-from tfprune_mia.training import pass_order
+from tfprune_mia.batch_order import pass_order
 
 
 def reference_loop(model, x, y, context):

@@ -16,7 +16,7 @@ slow = pytest.mark.slow
 # (fault spec, finished models (meta.json) when the kill lands, marker expected in the resumed run's log)
 CASES = [
     # Mid-training: the resumed run continues from the epoch-1 checkpoint and still gets identical numbers,
-    # which needs a shuffle order that does not depend on the process's RNG history (training.epoch_stream).
+    # which needs a shuffle order that does not depend on the process's RNG history (batch_order.epoch_stream).
     pytest.param("train.epoch:1", 0, "resuming training from the epoch-1 checkpoint", id="original-training"),
     # Between epoch 2's TF checkpoint and the state.json naming it: state.json still names epoch 1's
     # checkpoint, which used to be deleted already (max_to_keep=1) and made the run unresumable.

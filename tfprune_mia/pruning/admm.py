@@ -24,7 +24,8 @@ from tfprune_mia.io import atomic_path, read_json, write_json
 from tfprune_mia.options import Options, option
 from tfprune_mia.pruning.base import PRUNERS, PreTrainData
 from tfprune_mia.pruning.masks import MaskedPruner, make_pairs, prunable_kernels, top_k_mask
-from tfprune_mia.training import TrainingModel, make_dataset
+from tfprune_mia.batch_order import make_dataset
+from tfprune_mia.training import TrainingModel
 
 
 def keep_count(size: int, sparsity: float) -> int:
