@@ -164,26 +164,18 @@ def compute_signals(net: keras.Model, x: np.ndarray, y: np.ndarray, config: Sign
     outputs = ([], [], [])
     with exact_float32():
         batch_signals = _signal_function(float32_twin(net), (batch_size,) + x.shape[1:], m, eps, with_sensitivity)
-        no_noise = tf.zeros((0,) + x.shape[1:])
         for index, start in enumerate(range(0, len(x), batch_size)):
             batch = x[start:start + batch_size]
             real = len(batch)
             if real < batch_size:  # pad with zeros (their outputs are dropped) to keep the one traced shape
                 batch = np.concatenate([batch, np.zeros((batch_size - real,) + x.shape[1:], np.float32)])
-            noise = (perturbation_noise((m * batch_size,) + x.shape[1:], config.noise_seed, index)
-                     if with_sensitivity else no_noise)
-            for store, value in zip(outputs, batch_signals(tf.constant(batch), noise)):
+            seed = tf.constant([config.noise_seed, index], tf.int64)
+            for store, value in zip(outputs, batch_signals(tf.constant(batch), seed)):
                 store.append(value.numpy()[:real])
     num_classes = net.output_shape[-1]
     logits, posteriors, sensitivities = (np.concatenate(o) if o else np.zeros((0, num_classes), np.float32)
                                          for o in outputs)
     return Signals(posteriors, sensitivities, np.asarray(y, np.int64), logits)
-
-
-def perturbation_noise(shape: Tuple[int, ...], noise_seed: int, index: int) -> tf.Tensor:
-    """The standard normal draw of batch `index`: a function of (shape, noise_seed, index) alone, so batch i of
-    every signal set (every model, subset and process) is perturbed the same way."""
-    return tf.random.stateless_normal(tuple(int(d) for d in shape), seed=tf.constant([noise_seed, index], tf.int64))
 
 
 @contextlib.contextmanager
@@ -254,12 +246,9 @@ def _signal_function(net: keras.Model, batch_shape, m: int, eps: float, with_sen
         # A model ending in softmax gives probabilities; log p are logits up to a per-sample constant.
         return tf.math.log(tf.maximum(outputs, LOG_FLOOR)) if ends_in_softmax else outputs
 
-    noise_rows = m * batch_size if with_sensitivity else 0
-
     # No autograph: nothing here branches on tensors (and a converted function re-reads its source file).
-    @tf.function(input_signature=[spec, tf.TensorSpec((noise_rows,) + tuple(batch_shape[1:]), tf.float32)],
-                 autograph=False)
-    def batch_signals(batch, noise):
+    @tf.function(input_signature=[spec, tf.TensorSpec((2,), tf.int64)], autograph=False)
+    def batch_signals(batch, seed):
         logits = forward(batch)
         probs = tf.nn.softmax(logits)
         if not with_sensitivity:
@@ -270,6 +259,8 @@ def _signal_function(net: keras.Model, batch_shape, m: int, eps: float, with_sen
         # the activations held at once are `copies` batches', not m (small_cnn on 28x28: ~60 MB, not ~600 MB).
         copies = copies_per_pass(m, batch_shape)
         rows = copies * batch_size
+        # One draw for all m copies, so the noise is that of the m * batch tensor earlier versions drew.
+        noise = tf.random.stateless_normal([m * batch_size] + list(batch_shape[1:]), seed=seed, dtype=batch.dtype)
         tiled = tf.tile(batch, [copies] + [1] * (len(spec.shape) - 1))
         if copies == m:  # one pass: no loop to trace and run (tiny inputs such as 8x8 digits)
             perturbed = tf.reshape(tf.nn.softmax(forward(tiled + eps * noise)), [m, batch_size, -1])
