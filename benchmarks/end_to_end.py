@@ -69,6 +69,14 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
 
 
+def totals_since(started_wall: float, started_cpu: float) -> dict:
+    """A whole run's wall seconds, CPU-s (this process + its waited-for children) and peak RSS."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {"wall": time.perf_counter() - started_wall,
+            "cpu": time.process_time() - started_cpu + children.ru_utime + children.ru_stime,
+            "peak_rss_mib": peak_rss_mib()}
+
+
 class StageClock:
     """Exclusive wall time, CPU time and peak-RSS rise per stage: a stage entered inside another is subtracted
     from the outer. Entry: [wall, cpu, calls, peak rise MiB, RSS after MiB, peak after MiB]."""
@@ -153,13 +161,10 @@ def child(setting: str, stacked: str, out: str) -> None:
         result = clock.wrap("run_experiment", run_experiment)(config)
         metas = [json.loads(path.read_text()) for path in Path(run_root).rglob("meta.json")]
         attacker = [meta["test_accuracy"] for meta in metas if meta["kind"] == "original" and meta["role"] != "victim"]
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
     figures = {
         "stages": {"import TensorFlow + package": [import_wall, import_cpu, 1, import_peak, import_rss, import_peak],
                    **clock.totals},
-        "wall": time.perf_counter() - started_wall,
-        "cpu": time.process_time() - started_cpu + children.ru_utime + children.ru_stime,
-        "peak_rss_mib": peak_rss_mib(),
+        **totals_since(started_wall, started_cpu),
         "auc": {setting_name: {name: round(attack.metrics["auc"], 3) for name, attack in audit.ran.items()}
                 for setting_name, audit in result.settings.items()},
         "attacker_test_accuracy": attacker,
@@ -198,11 +203,7 @@ def baseline_child(source: str, flags_json: str, out: str) -> None:
     except SystemExit as done:
         if done.code:
             raise
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    Path(out).write_text(json.dumps({
-        "wall": time.perf_counter() - started_wall,
-        "cpu": time.process_time() - started_cpu + children.ru_utime + children.ru_stime,
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}))
+    Path(out).write_text(json.dumps(totals_since(started_wall, started_cpu)))
 
 
 def run_baseline(commit: str, setting: str, env: dict) -> dict:
