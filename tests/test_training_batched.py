@@ -9,8 +9,9 @@ from tfprune_mia.backend import keras, set_seed
 from tfprune_mia.data import load_dataset
 from tfprune_mia.errors import CheckpointError, ConfigError
 from tfprune_mia.models import build_model
+from tfprune_mia.models.stacked import StackedModels, build_stacked
 from tfprune_mia.training import TrainConfig, evaluate_accuracy, fit_classifier
-from tfprune_mia.training_batched import ModelJob, StackedModels, build_stacked, fit_classifiers
+from tfprune_mia.training_batched import ModelJob, fit_classifiers
 
 
 @pytest.fixture(scope="module")

@@ -36,8 +36,7 @@ from tfprune_mia.backend import keras, tf
 from tfprune_mia.batch_order import pass_order
 from tfprune_mia.errors import CheckpointError, ConfigError, TrainingError
 from tfprune_mia.io import atomic_path, write_json
-# build_stacked and unsupported_reason lived here before the stacked layers had their own module: callers keep them.
-from tfprune_mia.models.stacked import StackedModels, build_stacked, unsupported_reason  # noqa: F401
+from tfprune_mia.models.stacked import StackedModels
 from tfprune_mia.training import FitResult, TrainConfig
 
 Arrays = Tuple[np.ndarray, np.ndarray]

@@ -30,6 +30,7 @@ from tfprune_mia.errors import CheckpointError
 from tfprune_mia.io import stable_hash
 from tfprune_mia.locking import directory_lock
 from tfprune_mia.models import build_model
+from tfprune_mia.models.stacked import unsupported_reason
 from tfprune_mia.pipeline import roles as roles_lib
 from tfprune_mia.pipeline.config import ExperimentConfig
 from tfprune_mia.pipeline.roles import VICTIM, Role, Setting
@@ -40,7 +41,7 @@ from tfprune_mia.pruning import PruneConfig, prune_and_finetune_detailed
 from tfprune_mia.pruning.export import footprint
 from tfprune_mia.pruning.sparsity import sparsity_report
 from tfprune_mia.training import evaluate_accuracy, fit_classifier
-from tfprune_mia.training_batched import ModelJob, fit_classifiers, unsupported_reason
+from tfprune_mia.training_batched import ModelJob, fit_classifiers
 
 
 @dataclasses.dataclass(frozen=True)
