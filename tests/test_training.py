@@ -8,6 +8,7 @@ from tfprune_mia.data import load_dataset
 from tfprune_mia.errors import ConfigError, TrainingError
 from tfprune_mia.models import build_model
 from tfprune_mia.training import TrainConfig, evaluate_accuracy, fit_classifier, runs_between_steps
+from tests.leaks import live_graphs
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +29,22 @@ def test_fit_learns_digits_and_keeps_best_weights(digits, tmp_path):
     assert accuracy == pytest.approx(fit.best_dev_accuracy, abs=1e-6)
     assert (tmp_path / "checkpoints" / "best_weights.h5").exists()
     assert list((tmp_path / "tensorboard").rglob("events.out.tfevents*"))
+
+
+def test_a_trained_model_leaves_no_graph_behind(digits, tmp_path):
+    # The optimiser's cross-replica gradient sum is a tf.custom_gradient, which TF registers process-wide for
+    # good: every trained model's epoch graph stayed alive with its training and dev data.
+    def train(seed):
+        set_seed(seed)
+        net = build_model("columnfc", (8, 8, 1), 10)
+        fit_classifier(net, *digits, TrainConfig(epochs=1), tmp_path / str(seed), seed=seed)
+        evaluate_accuracy(net, *digits[1])
+
+    train(0)
+    graphs = live_graphs()
+    train(1)
+    train(2)
+    assert live_graphs() <= graphs
 
 
 def test_resume_continues_from_the_last_epoch(digits, tmp_path):

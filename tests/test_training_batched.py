@@ -12,6 +12,7 @@ from tfprune_mia.models import build_model
 from tfprune_mia.models.stacked import StackedModels, build_stacked
 from tfprune_mia.training import TrainConfig, evaluate_accuracy, fit_classifier
 from tfprune_mia.training_batched import ModelJob, fit_classifiers
+from tests.leaks import live_graphs
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +74,17 @@ def test_accuracy_distribution_matches_one_by_one_with_dropout(digits, tmp_path)
     assert np.mean(batched) > 0.7
     assert abs(np.mean(batched) - np.mean(alone)) < 0.03
     assert np.max(np.abs(np.subtract(batched, alone))) < 0.06
+
+
+def test_a_trained_stack_leaves_no_graph_behind(digits, tmp_path):
+    def train(name):
+        fit_classifiers("columnfc", digits.input_shape, 10, jobs_for(digits, 2, 100, 50), TrainConfig(epochs=1),
+                        tmp_path / name)
+
+    train("first")
+    graphs = live_graphs()
+    train("second")
+    assert live_graphs() <= graphs
 
 
 def test_extracted_model_is_an_ordinary_model_equal_to_its_stack_slice(digits, tmp_path):

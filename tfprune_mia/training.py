@@ -154,7 +154,7 @@ class TrainingModel(keras.Model):
         if self.weight_decay:
             decay = self.weight_decay / replicas
             gradients = [g + decay * v if g is not None else g for g, v in zip(gradients, variables)]
-        self.optimizer.apply_gradients(zip(gradients, variables))
+        apply_gradients(self.optimizer, gradients, variables)
         self.apply_masks()
         self.loss_tracker.update_state(loss)
         self.accuracy_tracker.update_state(y, logits)
@@ -182,6 +182,16 @@ class TrainingModel(keras.Model):
     def _apply_masks_across(self, strategy: tf.distribute.Strategy) -> None:
         for variable, mask in self.mask_pairs:
             strategy.extended.update(variable, lambda v, m: v.assign(v * tf.cast(m, v.dtype)), args=(mask,))
+
+
+def apply_gradients(optimizer: keras.optimizers.Optimizer, gradients: Sequence[tf.Tensor],
+                    variables: Sequence[tf.Variable]) -> None:
+    """optimizer.apply_gradients, without the cross-replica sum of the gradients when no tf.distribute strategy
+    is active (one replica: the sum is the identity). Inside a tf.function that sum is a tf.custom_gradient, and
+    TF 2.15 registers every traced custom gradient in its process-wide gradient registry for good, which keeps
+    the traced function's whole graph alive with every tensor it captured: the training and dev sets of each
+    model a process trains (measured: +15-35 MiB per small_cnn model on 2,250 Fashion-MNIST records)."""
+    optimizer.apply_gradients(zip(gradients, variables), experimental_aggregate_gradients=tf.distribute.has_strategy())
 
 
 def replica_share(y: tf.Tensor) -> tf.Tensor:

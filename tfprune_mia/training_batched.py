@@ -37,7 +37,7 @@ from tfprune_mia.batch_order import pass_order
 from tfprune_mia.errors import CheckpointError, ConfigError, TrainingError
 from tfprune_mia.io import atomic_path, write_json
 from tfprune_mia.models.stacked import StackedModels
-from tfprune_mia.training import FitResult, TrainConfig
+from tfprune_mia.training import FitResult, TrainConfig, apply_gradients
 
 Arrays = Tuple[np.ndarray, np.ndarray]
 
@@ -99,7 +99,7 @@ class _StackedEpochs:
             gradients = tape.gradient(total, variables)
             if self.config.weight_decay:
                 gradients = [g + self.config.weight_decay * v for g, v in zip(gradients, variables)]
-            self.optimizer.apply_gradients(zip(gradients, variables))
+            apply_gradients(self.optimizer, gradients, variables)
             loss_sum += losses
             correct += self._correct(y, logits)
         logs = {"loss": loss_sum / tf.cast(steps, tf.float32),

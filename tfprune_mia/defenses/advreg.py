@@ -28,7 +28,7 @@ from tfprune_mia.defenses.base import DEFENSES, Defense, DefenseContext
 from tfprune_mia.errors import ConfigError
 from tfprune_mia.models.layers import xavier_normal
 from tfprune_mia.options import Options
-from tfprune_mia.training import TrainingHook
+from tfprune_mia.training import TrainingHook, apply_gradients
 
 H_LEARNING_RATE = 1e-3
 H_WEIGHT_DECAY = 5e-4  # the authors' code: Adam (lr 1e-3, wd 5e-4), coupled as everywhere in this package
@@ -138,7 +138,7 @@ class AdversarialRegularisation(TrainingHook):
             loss = self.h_loss_scale * self.inference_loss(member_logits, ym, reference_logits, yr)
         gradients = tape.gradient(loss, variables)
         gradients = [g + H_WEIGHT_DECAY * v for g, v in zip(gradients, variables)]
-        self.h_optimizer.apply_gradients(zip(gradients, variables))
+        apply_gradients(self.h_optimizer, gradients, variables)
         return loss
 
     def before_step(self, x, y):
