@@ -2,10 +2,11 @@
 import numpy as np
 import pytest
 
-from tfprune_mia.attacks import Signals, make_attack
+from tfprune_mia.attacks import AttackContext, MembershipSet, Signals, make_attack
 from tfprune_mia.attacks.neural import TorchSGD, build_miafc
 from tfprune_mia.attacks.samia import PostNormEncoderLayer, build_samia, samia_features
 from tfprune_mia.backend import keras, tf
+from tests.leaks import live_graphs
 
 
 def test_architecture_matches_the_paper():
@@ -157,3 +158,22 @@ def test_layer_norm_and_gelu_are_keras_in_values_and_gradients():
         results.append([out, tape.gradient(out, inputs)])
     for got, want in zip(*results):
         np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_a_trained_samia_leaves_no_graph_behind():
+    # Its layer norms and GELUs are tf.custom_gradient functions, which TF registers process-wide for good on
+    # every trace: each SAMIA model kept its graphs and training features alive.
+    rng = np.random.default_rng(0)
+    p = rng.dirichlet(np.ones(3), 64).astype(np.float32)
+    shadow = MembershipSet(Signals(p, rng.random((64, 3)).astype(np.float32), rng.integers(0, 3, 64)),
+                           rng.integers(0, 2, 64))
+
+    def attack():
+        samia = make_attack("samia", AttackContext(seed=0, epochs=1, batch_size=32)).fit(shadow)
+        samia.score(shadow.signals)
+
+    attack()
+    graphs = live_graphs()
+    attack()
+    attack()
+    assert live_graphs() <= graphs
