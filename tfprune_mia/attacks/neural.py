@@ -15,7 +15,7 @@ from absl import logging
 
 from tfprune_mia.attacks.base import ATTACKS, Attack, AttackContext
 from tfprune_mia.attacks.signals import MembershipSet, Signals
-from tfprune_mia.backend import keras, set_seed, tf
+from tfprune_mia.backend import keras, set_seed, tf, unregistering_custom_gradients
 from tfprune_mia.models.layers import xavier_normal
 from tfprune_mia.training import CompiledEpochs, TrainingModel
 
@@ -161,15 +161,19 @@ class NeuralAttack(Attack):
     def build(self, num_features: int, num_classes: int) -> keras.Model:
         return build_miafc(num_features)
 
+    # Building, training and scoring trace the attack model (SAMIA's layer norms and GELUs are custom gradients);
+    # none of those graphs is differentiated again afterwards, so what they registered goes when each returns.
     def fit(self, shadow: MembershipSet, reference=None) -> "NeuralAttack":
         set_seed(self.context.seed)
         features = self.features(shadow.signals)
-        self.model = self.build(features.shape[1], shadow.signals.num_classes)
-        train_attack_model(self.model, features, shadow.is_member, self.context)
+        with unregistering_custom_gradients():
+            self.model = self.build(features.shape[1], shadow.signals.num_classes)
+            train_attack_model(self.model, features, shadow.is_member, self.context)
         return self
 
     def score(self, signals: Signals, reference=None) -> np.ndarray:
-        return member_probability(self.model, self.features(signals))
+        with unregistering_custom_gradients():
+            return member_probability(self.model, self.features(signals))
 
 
 @ATTACKS.register("nn")

@@ -168,26 +168,6 @@ def gelu(inputs):
 
 
 @contextlib.contextmanager
-def unregistering_custom_gradients():
-    """Forget, at the end of the block, the gradients that tf.custom_gradient (layer_norm, gelu) registered in it.
-
-    In a graph, TF 2.15 registers each traced call's gradient closure in its process-wide gradient registry under
-    a fresh name and never removes it; the closure holds the traced graph and every tensor it captured (an
-    attack model's training features), so each SAMIA model a process trains kept ~25 MiB for good. Gradient
-    tapes call the closure they recorded themselves; only symbolic tf.gradients on those graphs would look the
-    registry up, and nothing differentiates an attack model's graphs after the block."""
-    from tensorflow.python.framework import ops as tf_ops
-
-    registry = tf_ops._gradient_registry._registry
-    before = set(registry)
-    try:
-        yield
-    finally:
-        for name in [name for name in registry if name not in before and name.startswith("CustomGradient-")]:
-            del registry[name]
-
-
-@contextlib.contextmanager
 def keras_reference_layers():
     """Inside the block SAMIA's encoder layers compute with Keras' own layers (PostNormEncoderLayer.keras_call):
     the reference that benchmarks and equivalence tests compare the current layers with."""
@@ -230,14 +210,6 @@ class SAMIA(NeuralAttack):
 
     def build(self, num_features, num_classes):
         return build_samia(num_classes, num_chunks=3 if self.with_sensitivity else 2)
-
-    def fit(self, shadow, reference=None):
-        with unregistering_custom_gradients():
-            return super().fit(shadow, reference)
-
-    def score(self, signals, reference=None):
-        with unregistering_custom_gradients():
-            return super().score(signals, reference)
 
 
 @ATTACKS.register("samia_nosens")
